@@ -1,0 +1,245 @@
+//! ext4 images without mounting: recognise them, and place files into them
+//! with `debugfs -w` (from e2fsprogs).
+//!
+//! `debugfs` exits 0 even when a command fails, so every edit is verified by
+//! reading the result back.
+
+use anyhow::{bail, Context};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Offset of the ext2/3/4 superblock magic (superblock at 1024, field at 56).
+const MAGIC_OFFSET: u64 = 1024 + 56;
+const EXT_MAGIC: u16 = 0xEF53;
+
+/// Whether `path` holds an ext2/3/4 filesystem (by its superblock magic).
+pub fn is_ext4(path: &Path) -> anyhow::Result<bool> {
+    let mut f = std::fs::File::open(path).with_context(|| format!("Cannot open {}", path.display()))?;
+    let mut magic = [0u8; 2];
+    if f.seek(SeekFrom::Start(MAGIC_OFFSET)).is_err() || f.read_exact(&mut magic).is_err() {
+        return Ok(false);
+    }
+    Ok(u16::from_le_bytes(magic) == EXT_MAGIC)
+}
+
+/// Finds an e2fsprogs tool (`debugfs`, `mkfs.ext4`, …) on PATH or in the
+/// sbin directories, which ordinary users' PATH often lacks.
+pub fn tool(name: &str) -> anyhow::Result<PathBuf> {
+    let mut dirs: Vec<PathBuf> =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    dirs.extend(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from));
+    dirs.into_iter()
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .with_context(|| format!("{name} not found; install e2fsprogs (apt-get install e2fsprogs)"))
+}
+
+/// One file to place into an image.
+#[derive(Debug, Clone)]
+pub struct Inject {
+    /// The file on the host to copy in.
+    pub host: PathBuf,
+    /// Absolute destination inside the image.
+    pub guest: String,
+    /// Permission bits, e.g. 0o755.
+    pub mode: u32,
+}
+
+/// Places `files` into the ext4 image at `image` (owned by root, with the
+/// given modes), creating missing parent directories. Symlinked directories
+/// on the way (`/sbin -> usr/sbin` on merged-/usr systems) are followed.
+pub fn inject(image: &Path, files: &[Inject]) -> anyhow::Result<()> {
+    let debugfs = tool("debugfs")?;
+    let mut script = String::new();
+    let mut resolved = Vec::new();
+    for f in files {
+        if !f.guest.starts_with('/')
+            || f.guest.contains("/../")
+            || f.guest.contains('\n')
+            || f.guest.contains(' ')
+        {
+            bail!("invalid destination {:?} inside the image", f.guest);
+        }
+        let (parent, name) = f.guest.rsplit_once('/').context("destination has no parent")?;
+        let parent = resolve_dir(&debugfs, image, if parent.is_empty() { "/" } else { parent })?;
+        let dest = format!("{}/{name}", parent.trim_end_matches('/'));
+        // mkdir -p, one component at a time; "already exists" is fine.
+        let mut cur = String::new();
+        for comp in parent.split('/').filter(|c| !c.is_empty()) {
+            cur.push('/');
+            cur.push_str(comp);
+            script.push_str(&format!("mkdir {cur}\n"));
+        }
+        let host = f.host.to_str().context("host path is not UTF-8")?;
+        if host.contains(['\n', ' ', '"']) {
+            bail!("host path {host:?} contains characters debugfs cannot take");
+        }
+        script.push_str(&format!("rm {dest}\n"));
+        script.push_str(&format!("write {host} {dest}\n"));
+        script.push_str(&format!("sif {dest} mode 0{:o}\n", 0o100000 | (f.mode & 0o7777)));
+        script.push_str(&format!("sif {dest} uid 0\nsif {dest} gid 0\n"));
+        let size =
+            std::fs::metadata(&f.host).with_context(|| format!("Cannot read {}", f.host.display()))?.len();
+        resolved.push((dest, size));
+    }
+    let out = run_debugfs(&debugfs, image, &["-w", "-f", "-"], Some(&script))?;
+    for line in out.stderr.lines() {
+        let benign = line.starts_with("debugfs ")
+            || line.contains("already exists")
+            || line.contains("File not found by ext2_lookup")
+            || line.trim().is_empty();
+        if !benign {
+            bail!("debugfs could not edit {}: {line}", image.display());
+        }
+    }
+    for (dest, size) in resolved {
+        let stat = stat(&debugfs, image, &dest)?
+            .with_context(|| format!("{dest} is missing from {} after writing it", image.display()))?;
+        if !stat.contains(&format!("Size: {size}")) {
+            bail!("{dest} in {} has the wrong size after writing it (is the image full?)", image.display());
+        }
+    }
+    Ok(())
+}
+
+/// Follows a symlinked directory inside the image (one level per component),
+/// returning the real absolute path.
+fn resolve_dir(debugfs: &Path, image: &Path, dir: &str) -> anyhow::Result<String> {
+    let mut real = String::new();
+    for comp in dir.split('/').filter(|c| !c.is_empty()) {
+        let candidate = format!("{real}/{comp}");
+        match stat(debugfs, image, &candidate)? {
+            Some(s) if s.contains("Type: symlink") => {
+                let target = s
+                    .lines()
+                    .find_map(|l| l.trim().strip_prefix("Fast link dest: "))
+                    .map(|t| t.trim_matches('"').to_string())
+                    .with_context(|| format!("cannot read the symlink {candidate} in {}", image.display()))?;
+                real = if target.starts_with('/') {
+                    target.trim_end_matches('/').to_string()
+                } else {
+                    format!("{real}/{}", target.trim_end_matches('/'))
+                };
+                if real.contains("..") {
+                    bail!("symlink {candidate} in {} leaves the image root", image.display());
+                }
+            }
+            _ => real = candidate,
+        }
+    }
+    Ok(if real.is_empty() { "/".into() } else { real })
+}
+
+/// `debugfs -R "stat PATH"`; `None` when the path does not exist.
+fn stat(debugfs: &Path, image: &Path, path: &str) -> anyhow::Result<Option<String>> {
+    let out = run_debugfs(debugfs, image, &["-R", &format!("stat {path}")], None)?;
+    if out.stderr.contains("File not found") || !out.stdout.contains("Inode:") {
+        return Ok(None);
+    }
+    Ok(Some(out.stdout))
+}
+
+struct Output {
+    stdout: String,
+    stderr: String,
+}
+
+fn run_debugfs(debugfs: &Path, image: &Path, args: &[&str], stdin: Option<&str>) -> anyhow::Result<Output> {
+    let mut child = Command::new(debugfs)
+        .args(args)
+        .arg(image)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("Cannot run {}", debugfs.display()))?;
+    if let Some(input) = stdin {
+        child.stdin.take().context("debugfs stdin")?.write_all(input.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("debugfs failed on {}: {}", image.display(), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(Output {
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+/// Makes an ext4 image of `size_mib` MiB at `image` from the contents of
+/// `dir`, without mounting (`mkfs.ext4 -d`). Lazy inode-table and journal
+/// initialisation keep it fast and the file sparse.
+pub fn mkfs_from_dir(image: &Path, dir: Option<&Path>, size_mib: u64, label: &str) -> anyhow::Result<()> {
+    let mkfs = tool("mkfs.ext4")?;
+    let f = std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .open(image)
+        .with_context(|| format!("Cannot create {}", image.display()))?;
+    f.set_len(size_mib << 20)?;
+    drop(f);
+    let mut cmd = Command::new(mkfs);
+    cmd.args(["-q", "-F", "-t", "ext4", "-L", label, "-m", "0"])
+        .args(["-E", "lazy_itable_init=1,lazy_journal_init=1"]);
+    if let Some(d) = dir {
+        cmd.arg("-d").arg(d);
+    }
+    let out = cmd.arg(image).stdin(Stdio::null()).output().context("Cannot run mkfs.ext4")?;
+    if !out.status.success() {
+        let _ = std::fs::remove_file(image);
+        bail!("mkfs.ext4 failed on {}: {}", image.display(), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn have_e2fsprogs() -> bool {
+        tool("mkfs.ext4").is_ok() && tool("debugfs").is_ok()
+    }
+
+    #[test]
+    fn mkfs_inject_and_read_back() {
+        if !have_e2fsprogs() {
+            eprintln!("SKIPPED: e2fsprogs (mkfs.ext4, debugfs) not installed");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("root");
+        std::fs::create_dir_all(root.join("usr/sbin")).unwrap();
+        std::os::unix::fs::symlink("usr/sbin", root.join("sbin")).unwrap();
+        let img = d.path().join("img.ext4");
+        mkfs_from_dir(&img, Some(&root), 64, "test").unwrap();
+        assert!(is_ext4(&img).unwrap());
+        let payload = d.path().join("payload");
+        std::fs::write(&payload, b"#!/bin/sh\necho hi\n").unwrap();
+        inject(
+            &img,
+            &[
+                Inject { host: payload.clone(), guest: "/sbin/banger-init".into(), mode: 0o755 },
+                Inject { host: payload.clone(), guest: "/usr/local/bin/banger-agent".into(), mode: 0o755 },
+            ],
+        )
+        .unwrap();
+        let debugfs = tool("debugfs").unwrap();
+        // /sbin is a symlink, so the file landed in /usr/sbin.
+        let s = stat(&debugfs, &img, "/usr/sbin/banger-init").unwrap().unwrap();
+        assert!(s.contains("Mode:  0755") || s.contains("Mode:  0755"), "{s}");
+        assert!(stat(&debugfs, &img, "/usr/local/bin/banger-agent").unwrap().is_some());
+        // Injecting again replaces the file.
+        inject(&img, &[Inject { host: payload, guest: "/sbin/banger-init".into(), mode: 0o700 }]).unwrap();
+    }
+
+    #[test]
+    fn not_ext4() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x");
+        std::fs::write(&p, vec![0u8; 4096]).unwrap();
+        assert!(!is_ext4(&p).unwrap());
+        std::fs::write(&p, b"tiny").unwrap();
+        assert!(!is_ext4(&p).unwrap());
+    }
+}

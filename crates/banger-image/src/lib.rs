@@ -1,0 +1,13 @@
+//! Images and kernels on the host side: the files, never the records.
+//!
+//! - [`fsutil`]: sparse-aware copies, hashing, atomic writes.
+//! - [`ext4`]: recognising ext4 images and editing them without mounting
+//!   (`mkfs.ext4 -d`, `debugfs -w`, `e2fsck`).
+//! - [`kernel`]: checking a vmlinux, building one from Debian's linux-source.
+//! - [`golden`]: building the Debian golden image with debootstrap.
+//!
+//! Nothing here mounts a filesystem or needs device-mapper or loop devices.
+
+pub mod ext4;
+pub mod fsutil;
+pub mod kernel;

@@ -1,0 +1,64 @@
+//! `banger daemon`: status and stop. These never start a daemon.
+
+use super::JsonFlag;
+use crate::client::Client;
+use crate::output;
+use clap::Subcommand;
+
+#[derive(Debug, Subcommand)]
+pub enum DaemonCmd {
+    /// Show whether bangerd runs, its PID, socket, log and version (exit 3 when it does not run)
+    Status(JsonFlag),
+    /// Stop bangerd; running VMs keep running and the next command restarts it
+    Stop,
+}
+
+pub async fn run(client: Client, cmd: DaemonCmd) -> anyhow::Result<i32> {
+    match cmd {
+        DaemonCmd::Status(f) => match client.info().await? {
+            Some(info) => {
+                if f.json {
+                    output::json(&serde_json::json!({"running": true, "daemon": info}))?;
+                } else {
+                    output::fields(&[
+                        ("status", "running".into()),
+                        ("pid", info.pid.to_string()),
+                        ("socket", info.socket),
+                        ("log", info.log_path),
+                        ("state", info.state_dir),
+                        ("version", info.build_id.clone()),
+                        ("started", format!("{} ({})", info.started_at, output::age(&info.started_at))),
+                    ]);
+                    if info.build_id != banger_api::build_id() {
+                        eprintln!(
+                            "note: this CLI is build {}; the next command will replace the daemon",
+                            banger_api::build_id()
+                        );
+                    }
+                }
+                Ok(0)
+            }
+            None => {
+                let sock = client.paths.socket().display().to_string();
+                if f.json {
+                    output::json(&serde_json::json!({"running": false, "socket": sock}))?;
+                } else {
+                    println!("bangerd is not running (socket {sock})");
+                    eprintln!("hint: any banger command starts it, e.g. `banger ps`");
+                }
+                Ok(3)
+            }
+        },
+        DaemonCmd::Stop => match client.info().await? {
+            Some(info) => {
+                client.stop_daemon().await?;
+                println!("bangerd (pid {}) stopped; running VMs keep running", info.pid);
+                Ok(0)
+            }
+            None => {
+                println!("bangerd is not running");
+                Ok(0)
+            }
+        },
+    }
+}

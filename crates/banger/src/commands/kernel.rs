@@ -1,0 +1,122 @@
+//! `banger kernel`: import, list, show, rm.
+
+use super::{absolute, for_each_ref, seg, JsonFlag};
+use crate::client::Client;
+use crate::output;
+use banger_api::{ImportKernelRequest, Kernel};
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Subcommand)]
+pub enum KernelCmd {
+    /// Copy a kernel (an uncompressed ELF vmlinux) into banger's store
+    Import(ImportArgs),
+    /// List kernels
+    #[command(visible_alias = "ls")]
+    List(JsonFlag),
+    /// Show one kernel
+    Show(ShowArgs),
+    /// Remove kernels (refused while an image uses one)
+    #[command(visible_alias = "delete")]
+    Rm(RmArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Name to register the kernel under
+    pub name: String,
+    /// Path of the vmlinux (ELF, x86-64)
+    #[arg(long)]
+    pub vmlinux: PathBuf,
+    /// Optional initrd to boot with it
+    #[arg(long)]
+    pub initrd: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    pub name: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    #[arg(required = true)]
+    pub names: Vec<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(client: Client, cmd: KernelCmd) -> anyhow::Result<i32> {
+    match cmd {
+        KernelCmd::Import(a) => {
+            let req = ImportKernelRequest {
+                name: a.name,
+                vmlinux: absolute(&a.vmlinux)?,
+                initrd: a.initrd.as_deref().map(absolute).transpose()?,
+            };
+            let k: Kernel = client.post("/v1/kernels", &req).await?;
+            print_one(&k, a.json)?;
+            Ok(0)
+        }
+        KernelCmd::List(f) => {
+            let ks: Vec<Kernel> = client.get("/v1/kernels").await?;
+            if f.json {
+                output::json(&ks)?;
+            } else {
+                let rows = ks
+                    .iter()
+                    .map(|k| {
+                        vec![
+                            k.name.clone(),
+                            k.source.clone(),
+                            k.sha256[..12.min(k.sha256.len())].to_string(),
+                            output::age(&k.created_at),
+                            k.vmlinux_path.clone(),
+                        ]
+                    })
+                    .collect::<Vec<_>>();
+                output::table(&["NAME", "SOURCE", "SHA256", "CREATED", "VMLINUX"], &rows);
+            }
+            Ok(0)
+        }
+        KernelCmd::Show(a) => {
+            let k: Kernel = client.get(&format!("/v1/kernels/{}", seg(&a.name))).await?;
+            print_one(&k, a.json)?;
+            Ok(0)
+        }
+        KernelCmd::Rm(a) => {
+            let (done, ok) = for_each_ref(&a.names, |n| {
+                let c = client.clone();
+                async move { c.delete::<Kernel>(&format!("/v1/kernels/{}", seg(&n))).await }
+            })
+            .await;
+            if a.json {
+                output::json(&done)?;
+            } else {
+                for k in &done {
+                    println!("removed kernel {}", k.name);
+                }
+            }
+            Ok(if ok { 0 } else { 1 })
+        }
+    }
+}
+
+fn print_one(k: &Kernel, json: bool) -> anyhow::Result<()> {
+    if json {
+        return output::json(k);
+    }
+    output::fields(&[
+        ("name", k.name.clone()),
+        ("vmlinux", k.vmlinux_path.clone()),
+        ("initrd", k.initrd_path.clone().unwrap_or_else(|| "-".into())),
+        ("sha256", k.sha256.clone()),
+        ("source", k.source.clone()),
+        ("created", k.created_at.clone()),
+    ]);
+    Ok(())
+}

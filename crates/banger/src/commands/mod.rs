@@ -1,0 +1,158 @@
+//! The command tree, one module per command group.
+
+mod config;
+mod daemon;
+mod image;
+mod kernel;
+mod vm;
+
+use crate::client::Client;
+use crate::output;
+use bangerd::paths::Paths;
+use clap::{Args, Parser, Subcommand};
+
+const ABOUT: &str = "One-command development sandboxes on Firecracker microVMs";
+
+const LONG_ABOUT: &str = "\
+One-command development sandboxes on Firecracker microVMs.
+
+banger creates VMs from an image (a read-only ext4 root filesystem) and a
+kernel; each VM gets its own disk, network address and name. VMs persist:
+stopping one keeps its disk. A per-user daemon, bangerd, owns all state and
+is started automatically on first use.";
+
+const EXAMPLES: &str = "\
+Examples:
+  banger vm create --name web            create and boot a VM
+  banger vm create --no-start --memory 2G
+  banger ps                              list VMs
+  banger vm show web --json              one VM as JSON
+  banger vm delete web                   delete it (disk included)
+  banger kernel import k1 --vmlinux ./vmlinux
+  banger image register --name deb --rootfs ./rootfs.ext4 --kernel k1
+
+Every list/show/create/delete command takes --json for scripts.";
+
+#[derive(Debug, Parser)]
+#[command(name = "banger", version = banger_api::VERSION_STRING, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
+pub struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Create, inspect and manage VMs
+    #[command(subcommand)]
+    Vm(vm::VmCmd),
+    /// List VMs (same as `banger vm list`)
+    Ps(vm::ListArgs),
+    /// Manage images: read-only root filesystems VMs boot from
+    #[command(subcommand)]
+    Image(image::ImageCmd),
+    /// Manage guest kernels
+    #[command(subcommand)]
+    Kernel(kernel::KernelCmd),
+    /// Control the bangerd daemon
+    #[command(subcommand)]
+    Daemon(daemon::DaemonCmd),
+    /// Show banger's configuration
+    #[command(subcommand)]
+    Config(config::ConfigCmd),
+    /// Print the version and commit of this build
+    Version(JsonFlag),
+}
+
+/// `--json` alone.
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs a command and returns the process exit code.
+pub async fn run(cli: Cli) -> i32 {
+    match dispatch(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            output::error(&e);
+            1
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    let paths = Paths::from_env()?;
+    match cli.cmd {
+        Cmd::Version(f) => {
+            if f.json {
+                output::json(&serde_json::json!({
+                    "version": banger_api::VERSION,
+                    "commit": banger_api::GIT_COMMIT,
+                    "build_id": banger_api::build_id(),
+                }))?;
+            } else {
+                println!("banger {}", banger_api::VERSION_STRING);
+            }
+            Ok(0)
+        }
+        Cmd::Daemon(c) => daemon::run(Client::new(paths), c).await,
+        Cmd::Config(c) => config::run(Client::connect(paths).await?, c).await,
+        Cmd::Vm(c) => vm::run(Client::connect(paths).await?, c).await,
+        Cmd::Ps(a) => vm::list(&Client::connect(paths).await?, &a).await,
+        Cmd::Image(c) => image::run(Client::connect(paths).await?, c).await,
+        Cmd::Kernel(c) => kernel::run(Client::connect(paths).await?, c).await,
+    }
+}
+
+/// Makes a path from the command line absolute, since the daemon's working
+/// directory is not the user's.
+pub fn absolute(path: &std::path::Path) -> anyhow::Result<String> {
+    let abs = if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir()?.join(path) };
+    Ok(abs.display().to_string())
+}
+
+/// Runs `op` for each reference concurrently, printing each failure as it
+/// comes; returns the successes in the order given and whether all succeeded.
+pub async fn for_each_ref<T, F, Fut>(refs: &[String], op: F) -> (Vec<T>, bool)
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let mut seen = Vec::new();
+    for r in refs {
+        if !seen.contains(r) {
+            seen.push(r.clone());
+        }
+    }
+    let results = futures_util::future::join_all(seen.iter().map(|r| op(r.clone()))).await;
+    let mut ok = Vec::new();
+    let mut all_ok = true;
+    for (r, res) in seen.iter().zip(results) {
+        match res {
+            Ok(v) => ok.push(v),
+            Err(e) => {
+                all_ok = false;
+                if refs.len() > 1 {
+                    eprint!("{r}: ");
+                }
+                output::error(&e);
+            }
+        }
+    }
+    (ok, all_ok)
+}
+
+/// Percent-encodes a path segment (VM, image, kernel references).
+pub fn seg(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

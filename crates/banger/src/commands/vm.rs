@@ -1,0 +1,197 @@
+//! `banger vm`: create, list, show, delete.
+
+use super::{for_each_ref, seg};
+use crate::client::Client;
+use crate::output::{self, ProgressView};
+use banger_api::validate::{self, format_mib};
+use banger_api::{CreateVmRequest, Vm};
+use clap::{Args, Subcommand};
+
+#[derive(Debug, Subcommand)]
+pub enum VmCmd {
+    /// Create a VM from an image and boot it (or only record it with --no-start)
+    #[command(
+        after_help = "Examples:\n  banger vm create --name web --memory 2G\n  banger vm create --no-start --image debian-bookworm --json"
+    )]
+    Create(CreateArgs),
+    /// List VMs
+    #[command(visible_alias = "ls")]
+    List(ListArgs),
+    /// Show one VM in full
+    Show(ShowArgs),
+    /// Delete VMs: stop them if needed, then remove their disks and records
+    #[command(visible_alias = "rm")]
+    Delete(RefsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// VM name: 1-63 of a-z, 0-9 and '-'; omitted: a generated name
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Image name or id; omitted: the configured default image
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Virtual CPUs
+    #[arg(long)]
+    pub vcpu: Option<u32>,
+    /// Memory, e.g. 1G or 512M (a bare number means MiB)
+    #[arg(long, value_parser = parse_size)]
+    pub memory: Option<u64>,
+    /// Size of the VM's own disk, e.g. 8G (holds its changes to the image)
+    #[arg(long, value_parser = parse_size)]
+    pub disk_size: Option<u64>,
+    /// Only record the VM; start it later with `banger vm start`
+    #[arg(long)]
+    pub no_start: bool,
+    /// Print the created VM as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print a JSON array
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// VM name, id or unique prefix
+    pub vm: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RefsArgs {
+    /// VM names, ids or unique prefixes
+    #[arg(required = true)]
+    pub vms: Vec<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    validate::parse_size_mib(s).map_err(|e| match e.hint {
+        Some(h) => format!("{} ({h})", e.message),
+        None => e.message,
+    })
+}
+
+pub async fn run(client: Client, cmd: VmCmd) -> anyhow::Result<i32> {
+    match cmd {
+        VmCmd::Create(a) => create(&client, a).await,
+        VmCmd::List(a) => list(&client, &a).await,
+        VmCmd::Show(a) => {
+            let vm: Vm = client.get(&format!("/v1/vms/{}", seg(&a.vm))).await?;
+            if a.json {
+                output::json(&vm)?;
+            } else {
+                print_vm(&vm);
+            }
+            Ok(0)
+        }
+        VmCmd::Delete(a) => {
+            let (done, ok) = for_each_ref(&a.vms, |r| {
+                let c = client.clone();
+                async move { c.delete::<Vm>(&format!("/v1/vms/{}", seg(&r))).await }
+            })
+            .await;
+            if a.json {
+                output::json(&done)?;
+            } else {
+                for vm in &done {
+                    println!("deleted VM {} ({})", vm.name, vm.id);
+                }
+            }
+            Ok(if ok { 0 } else { 1 })
+        }
+    }
+}
+
+async fn create(client: &Client, a: CreateArgs) -> anyhow::Result<i32> {
+    if let Some(n) = &a.name {
+        validate::vm_name(n)?;
+    }
+    let req = CreateVmRequest {
+        name: a.name,
+        image: a.image,
+        vcpu: a.vcpu,
+        memory_mib: a.memory,
+        disk_size_mib: a.disk_size,
+        no_start: a.no_start,
+        ..Default::default()
+    };
+    let mut view = ProgressView::new(false);
+    let vm: Vm = client.post_stream("/v1/vms", &req, |e| view.event(e)).await?;
+    view.finish();
+    if a.json {
+        output::json(&vm)?;
+    } else {
+        println!(
+            "{} {} ({}, {})",
+            if a.no_start { "created" } else { "started" },
+            vm.name,
+            vm.id,
+            vm.guest_ip
+        );
+    }
+    Ok(0)
+}
+
+pub async fn list(client: &Client, a: &ListArgs) -> anyhow::Result<i32> {
+    let vms: Vec<Vm> = client.get("/v1/vms").await?;
+    if a.json {
+        output::json(&vms)?;
+        return Ok(0);
+    }
+    let rows: Vec<Vec<String>> = vms
+        .iter()
+        .map(|v| {
+            vec![
+                v.id.clone(),
+                v.name.clone(),
+                v.state.to_string(),
+                v.image.clone(),
+                v.vcpu.to_string(),
+                format_mib(v.memory_mib),
+                format_mib(v.disk_size_mib),
+                v.guest_ip.clone(),
+                output::age(&v.created_at),
+            ]
+        })
+        .collect();
+    output::table(&["ID", "NAME", "STATE", "IMAGE", "VCPU", "MEMORY", "DISK", "IP", "CREATED"], &rows);
+    Ok(0)
+}
+
+fn print_vm(v: &Vm) {
+    let mut pairs = vec![
+        ("id", v.id.clone()),
+        ("name", v.name.clone()),
+        ("state", v.state.to_string()),
+        ("image", format!("{} ({})", v.image, v.image_id)),
+        ("kernel", v.kernel.clone()),
+        ("vcpu", v.vcpu.to_string()),
+        ("memory", format_mib(v.memory_mib)),
+        ("disk", format_mib(v.disk_size_mib)),
+        ("ip", v.guest_ip.clone()),
+        ("engine", format!("{} ({})", v.engine, v.engine_reason)),
+        ("nat", if v.nat { "on" } else { "off" }.into()),
+        ("dir", v.vm_dir.clone()),
+        ("created", v.created_at.clone()),
+    ];
+    if let Some(rt) = &v.runtime {
+        pairs.push(("pid", rt.pid.to_string()));
+        pairs.push(("accel", rt.accel.clone()));
+        pairs.push(("tap", rt.tap.clone().unwrap_or_else(|| "-".into())));
+        pairs.push(("started", rt.started_at.clone()));
+        pairs.push(("console", rt.console_log.clone()));
+    }
+    if let Some(e) = &v.last_error {
+        pairs.push(("last error", e.clone()));
+    }
+    output::fields(&pairs);
+}

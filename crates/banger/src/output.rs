@@ -1,0 +1,144 @@
+//! Rendering: aligned tables and `key: value` blocks for people, JSON for
+//! scripts, progress on stderr. stdout carries only data that can be piped.
+
+use banger_api::{ApiError, Event};
+use serde::Serialize;
+use std::io::IsTerminal;
+
+/// Prints `value` as pretty JSON on stdout.
+pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Prints an aligned table; every column but the last is padded.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(cell.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let last = cells.len().saturating_sub(1);
+        let mut out = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i == last {
+                out.push_str(c);
+            } else {
+                out.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(headers.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+/// Prints `key: value` lines with aligned values.
+pub fn fields(pairs: &[(&str, String)]) {
+    let w = pairs.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
+    for (k, v) in pairs {
+        println!("{:<w$} {v}", format!("{k}:"));
+    }
+}
+
+/// Prints an error the way every command does: one `error:` line naming
+/// what failed, then a `hint:` line when there is a next step.
+pub fn error(err: &anyhow::Error) {
+    if let Some(api) = err.downcast_ref::<ApiError>() {
+        eprintln!("error: {}", api.message);
+        if let Some(h) = &api.hint {
+            eprintln!("hint: {h}");
+        }
+        return;
+    }
+    eprintln!("error: {err:#}");
+    if let Some(api) = err.chain().find_map(|e| e.downcast_ref::<ApiError>()) {
+        if let Some(h) = &api.hint {
+            eprintln!("hint: {h}");
+        }
+    }
+}
+
+/// Shows progress events on stderr: a spinner with the current phase on a
+/// terminal, plain lines otherwise (logs, CI), nothing with `quiet`.
+pub struct ProgressView {
+    bar: Option<indicatif::ProgressBar>,
+    quiet: bool,
+}
+
+impl ProgressView {
+    pub fn new(quiet: bool) -> ProgressView {
+        let tty = std::io::stderr().is_terminal();
+        let bar = (tty && !quiet).then(|| {
+            let b = indicatif::ProgressBar::new_spinner();
+            b.enable_steady_tick(std::time::Duration::from_millis(100));
+            b
+        });
+        ProgressView { bar, quiet }
+    }
+
+    pub fn event(&mut self, e: &Event) {
+        if self.quiet {
+            return;
+        }
+        match (e, &self.bar) {
+            (Event::Phase { message, .. }, Some(b)) => {
+                b.set_length(0);
+                b.set_style(indicatif::ProgressStyle::default_spinner());
+                b.set_message(message.clone());
+            }
+            (Event::Phase { message, .. }, None) => eprintln!("{message}"),
+            (Event::Progress { label, current, total }, Some(b)) => {
+                if let Some(t) = total {
+                    if b.length() != Some(*t) {
+                        b.set_length(*t);
+                        b.set_style(
+                            indicatif::ProgressStyle::with_template(
+                                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                            )
+                            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                        );
+                        b.set_message(label.clone());
+                    }
+                }
+                b.set_position(*current);
+            }
+            (Event::Progress { .. }, None) => {}
+            (Event::Log { line }, Some(b)) => b.println(line),
+            (Event::Log { line }, None) => eprintln!("{line}"),
+            _ => {}
+        }
+    }
+
+    pub fn finish(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
+}
+
+impl Drop for ProgressView {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// "3m ago"-style age of an RFC 3339 time.
+pub fn age(rfc3339: &str) -> String {
+    let Ok(t) = humantime::parse_rfc3339(rfc3339) else {
+        return rfc3339.to_string();
+    };
+    let secs = std::time::SystemTime::now().duration_since(t).map(|d| d.as_secs()).unwrap_or(0);
+    match secs {
+        0..=59 => format!("{secs}s ago"),
+        60..=3599 => format!("{}m ago", secs / 60),
+        3600..=86399 => format!("{}h ago", secs / 3600),
+        _ => format!("{}d ago", secs / 86400),
+    }
+}

@@ -1,0 +1,193 @@
+use crate::env::Env;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+#[test]
+fn version_flag_and_command() {
+    let e = Env::new();
+    let v = e.ok(&["--version"]);
+    assert!(v.stdout.starts_with("banger 0."), "{}", v.stdout);
+    let v2 = e.ok(&["version"]);
+    assert_eq!(v.stdout, v2.stdout);
+    let j = e.ok(&["version", "--json"]).json();
+    assert_eq!(j["version"], env!("CARGO_PKG_VERSION"));
+    assert!(j["commit"].is_string());
+}
+
+#[test]
+fn first_use_starts_the_daemon_privately() {
+    let e = Env::new();
+    let s = e.run(&["daemon", "status"]);
+    assert_eq!(s.code, 3, "status of a stopped daemon: {}", s.stdout);
+    assert!(s.stdout.contains("not running"));
+
+    let ps = e.ok(&["ps"]);
+    assert!(ps.stdout.starts_with("ID"), "{}", ps.stdout);
+
+    let run = e.runtime_dir();
+    let dir_meta = std::fs::metadata(&run).unwrap();
+    assert_eq!(dir_meta.permissions().mode() & 0o777, 0o700);
+    assert_eq!(dir_meta.uid(), nix::unistd::getuid().as_raw());
+    let sock_meta = std::fs::metadata(run.join("bangerd.sock")).unwrap();
+    assert_eq!(sock_meta.permissions().mode() & 0o777, 0o600);
+
+    let st = e.ok(&["daemon", "status", "--json"]).json();
+    assert_eq!(st["running"], true);
+    let pid = st["daemon"]["pid"].as_i64().unwrap();
+    assert_eq!(Some(pid as i32), e.daemon_pid());
+    assert!(std::path::Path::new(st["daemon"]["log_path"].as_str().unwrap()).exists());
+    assert!(st["daemon"]["log_path"].as_str().unwrap().starts_with(e.state_dir().to_str().unwrap()));
+
+    // A second command reuses the same daemon.
+    e.ok(&["vm", "list"]);
+    assert_eq!(e.daemon_pid(), Some(pid as i32));
+
+    let stop = e.ok(&["daemon", "stop"]);
+    assert!(stop.stdout.contains("stopped"));
+    assert_eq!(e.run(&["daemon", "status"]).code, 3);
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists() || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            !std::path::Path::new(&format!("/proc/{pid}/cmdline")).exists()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .map(|s| s.contains(") Z "))
+                    .unwrap_or(true)
+        }
+    );
+}
+
+#[test]
+fn records_round_trip_with_json() {
+    let e = Env::new();
+    e.with_fake_agent();
+    e.seed_image();
+
+    let kernels = e.ok(&["kernel", "list", "--json"]).json();
+    assert_eq!(kernels.as_array().unwrap().len(), 1);
+    assert_eq!(kernels[0]["name"], "k1");
+    let images = e.ok(&["image", "list", "--json"]).json();
+    assert_eq!(images[0]["name"], "img");
+    assert_eq!(images[0]["kernel"], "k1");
+    assert_eq!(images[0]["size_bytes"], 32 << 20);
+
+    let vm = e
+        .ok(&[
+            "vm",
+            "create",
+            "--no-start",
+            "--name",
+            "web",
+            "--image",
+            "img",
+            "--memory",
+            "2G",
+            "--disk-size",
+            "4GiB",
+            "--vcpu",
+            "3",
+            "--json",
+        ])
+        .json();
+    assert_eq!(vm["name"], "web");
+    assert_eq!(vm["state"], "stopped");
+    assert_eq!(
+        (vm["memory_mib"].as_u64(), vm["disk_size_mib"].as_u64(), vm["vcpu"].as_u64()),
+        (Some(2048), Some(4096), Some(3))
+    );
+    assert!(vm["last_error"].is_null());
+    let id = vm["id"].as_str().unwrap().to_string();
+
+    // A generated name, defaults from config.
+    let other = e.ok(&["vm", "create", "--no-start", "--image", "img", "--json"]).json();
+    assert_eq!(other["memory_mib"], 1024);
+    assert_ne!(other["guest_ip"], vm["guest_ip"]);
+
+    let list = e.ok(&["ps", "--json"]).json();
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    let table = e.ok(&["vm", "list"]).stdout;
+    assert!(table.lines().next().unwrap().starts_with("ID "));
+    assert!(table.contains("web") && table.contains("stopped"));
+
+    assert_eq!(e.ok(&["vm", "show", "web", "--json"]).json()["id"], id.as_str());
+    assert_eq!(e.ok(&["vm", "show", &id[..5], "--json"]).json()["name"], "web");
+    let shown = e.ok(&["vm", "show", "web"]).stdout;
+    assert!(shown.contains("state:") && shown.contains("stopped"));
+
+    // Several refs at once, JSON array out.
+    let other_name = other["name"].as_str().unwrap();
+    let deleted = e.ok(&["vm", "delete", "web", other_name, "--json"]).json();
+    assert_eq!(deleted.as_array().unwrap().len(), 2);
+    assert_eq!(e.ok(&["ps", "--json"]).json(), serde_json::json!([]));
+
+    // In-use protection, then clean removal.
+    e.ok(&["vm", "create", "--no-start", "--name", "user", "--image", "img"]);
+    let r = e.fails(&["image", "delete", "img"]);
+    assert!(r.stderr.contains("used by VM(s) user"), "{}", r.stderr);
+    assert!(r.stderr.contains("hint:"));
+    e.ok(&["vm", "rm", "user"]);
+    let r = e.fails(&["kernel", "rm", "k1"]);
+    assert!(r.stderr.contains("used by image(s) img"), "{}", r.stderr);
+    e.ok(&["image", "delete", "img"]);
+    e.ok(&["kernel", "rm", "k1"]);
+}
+
+#[test]
+fn bad_input_is_refused_with_a_hint() {
+    let e = Env::new();
+    e.with_fake_agent();
+    e.seed_image();
+    for args in [
+        &["vm", "create", "--no-start", "--image", "img", "--name", "Bad_Name"][..],
+        &["vm", "create", "--no-start", "--image", "img", "--name", "-lead"],
+        &["vm", "create", "--no-start", "--image", "img", "--memory", "12MB"],
+        &["vm", "create", "--no-start", "--image", "img", "--memory", "0"],
+        &["vm", "create", "--no-start", "--image", "img", "--memory", "64M"],
+        &["vm", "create", "--no-start", "--image", "img", "--disk-size", "-5"],
+        &["vm", "create", "--no-start", "--image", "img", "--vcpu", "99"],
+        &["vm", "create", "--no-start", "--image", "nope"],
+        &["vm", "show", "nope"],
+        &["vm", "delete", "nope"],
+        &["image", "register", "--name", "x", "--rootfs", "/does/not/exist", "--kernel", "k1"],
+        &["image", "register", "--name", "x", "--rootfs", "/etc/hostname", "--kernel", "k1"],
+        &["kernel", "import", "k2", "--vmlinux", "/bin/ls"],
+        &["kernel", "import", "k2", "--vmlinux", "relative/missing"],
+    ] {
+        let r = e.fails(args);
+        let clap_usage_error = r.code == 2;
+        assert!(clap_usage_error || r.stderr.contains("hint:"), "banger {args:?}: no hint in {:?}", r.stderr);
+    }
+    // Nothing was created by any of it.
+    assert_eq!(e.ok(&["ps", "--json"]).json(), serde_json::json!([]));
+    assert_eq!(e.ok(&["image", "list", "--json"]).json().as_array().unwrap().len(), 1);
+
+    // Duplicate names: conflict, exit 1, no second VM.
+    e.ok(&["vm", "create", "--no-start", "--image", "img", "--name", "dup"]);
+    let r = e.fails(&["vm", "create", "--no-start", "--image", "img", "--name", "dup"]);
+    assert!(r.stderr.contains("already exists"));
+    assert_eq!(e.ok(&["ps", "--json"]).json().as_array().unwrap().len(), 1);
+
+    // Partial failure over several refs: the good one is deleted, exit 1.
+    let r = e.run(&["vm", "delete", "dup", "ghost"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stdout.contains("deleted VM dup"));
+    assert!(r.stderr.contains("ghost"));
+}
+
+#[test]
+fn config_show_reports_sources_and_rejects_bad_files() {
+    let e = Env::new();
+    e.config("[vm_defaults]\nmemory = \"2G\"\n");
+    let v = e.ok(&["config", "show", "--json"]).json();
+    let entry = |k: &str| v["entries"].as_array().unwrap().iter().find(|x| x["key"] == k).unwrap().clone();
+    assert_eq!(entry("vm_defaults.memory")["value"], "2G");
+    assert_eq!(entry("vm_defaults.memory")["source"], "file");
+    assert_eq!(entry("vm_defaults.vcpu")["source"], "default");
+    let text = e.ok(&["config", "show"]).stdout;
+    assert!(text.contains("vm_defaults.memory") && text.contains("file"));
+    e.ok(&["daemon", "stop"]);
+
+    // A config the daemon cannot accept: it refuses to start, and the CLI
+    // says why instead of hanging.
+    e.config("bogus_key = 1\n");
+    let r = e.fails(&["ps"]);
+    assert!(r.stderr.contains("bogus_key") || r.stderr.contains("unknown field"), "{}", r.stderr);
+}

@@ -1,0 +1,6 @@
+//! CLI tests: the real `banger` binary against a real daemon it starts on
+//! its own, all state in throwaway XDG dirs.
+
+mod basics;
+mod env;
+mod replace;

@@ -1,0 +1,360 @@
+//! `config.toml`: typed, unknown-key-rejecting, with built-in defaults.
+//!
+//! The file is optional. Each effective value remembers whether it came from
+//! the file or from the built-in default, so `banger config show` can say.
+
+use anyhow::Context;
+use banger_api::validate;
+use banger_api::{ConfigEntry, ConfigView};
+use ipnet::Ipv4Net;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// Engine choice for new VMs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineChoice {
+    /// Firecracker when KVM can run an ordinary guest and firecracker is
+    /// installed; QEMU otherwise.
+    Auto,
+    Firecracker,
+    Qemu,
+}
+
+impl EngineChoice {
+    pub fn parse(s: &str) -> Option<EngineChoice> {
+        match s {
+            "auto" => Some(EngineChoice::Auto),
+            "firecracker" => Some(EngineChoice::Firecracker),
+            "qemu" => Some(EngineChoice::Qemu),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineChoice::Auto => "auto",
+            EngineChoice::Firecracker => "firecracker",
+            EngineChoice::Qemu => "qemu",
+        }
+    }
+}
+
+/// A size in config: a number of MiB or a string such as `"2G"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum SizeValue {
+    Mib(u64),
+    Text(String),
+}
+
+impl SizeValue {
+    fn mib(&self) -> Result<u64, banger_api::ApiError> {
+        match self {
+            SizeValue::Mib(n) => Ok(*n),
+            SizeValue::Text(s) => validate::parse_size_mib(s),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    firecracker_bin: Option<PathBuf>,
+    qemu_bin: Option<PathBuf>,
+    vhost_vsock_bin: Option<PathBuf>,
+    agent_bin: Option<PathBuf>,
+    engine: Option<EngineChoice>,
+    default_image: Option<String>,
+    default_kernel: Option<String>,
+    boot_timeout_secs: Option<u64>,
+    network: Option<FileNetwork>,
+    vm_defaults: Option<FileVmDefaults>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileNetwork {
+    bridge: Option<String>,
+    cidr: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileVmDefaults {
+    vcpu: Option<u32>,
+    memory: Option<SizeValue>,
+    disk_size: Option<SizeValue>,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Explicit firecracker binary; `None`: look it up on PATH.
+    pub firecracker_bin: Option<PathBuf>,
+    pub qemu_bin: Option<PathBuf>,
+    pub vhost_vsock_bin: Option<PathBuf>,
+    /// Explicit guest agent binary; `None`: next to the daemon's executable.
+    pub agent_bin: Option<PathBuf>,
+    pub engine: EngineChoice,
+    pub default_image: String,
+    pub default_kernel: String,
+    /// How long a start waits for the guest agent.
+    pub boot_timeout_secs: u64,
+    pub bridge: String,
+    pub cidr: Ipv4Net,
+    pub vcpu: u32,
+    pub memory_mib: u64,
+    pub disk_size_mib: u64,
+    /// Where the config was read from, and which keys it set.
+    pub path: PathBuf,
+    pub file_exists: bool,
+    set_keys: Vec<String>,
+}
+
+pub const DEFAULT_BRIDGE: &str = "banger0";
+pub const DEFAULT_CIDR: &str = "172.30.213.0/24";
+pub const DEFAULT_IMAGE: &str = "debian-bookworm";
+pub const DEFAULT_KERNEL: &str = "banger-6.1";
+
+impl Config {
+    /// Built-in defaults only.
+    pub fn defaults(path: PathBuf) -> Config {
+        Config {
+            firecracker_bin: None,
+            qemu_bin: None,
+            vhost_vsock_bin: None,
+            agent_bin: None,
+            engine: EngineChoice::Auto,
+            default_image: DEFAULT_IMAGE.into(),
+            default_kernel: DEFAULT_KERNEL.into(),
+            // Generous: a systemd guest under TCG takes 10-15 s to settle.
+            boot_timeout_secs: 120,
+            bridge: DEFAULT_BRIDGE.into(),
+            cidr: DEFAULT_CIDR.parse().expect("the default CIDR parses"),
+            vcpu: 2,
+            memory_mib: 1024,
+            disk_size_mib: 8192,
+            path,
+            file_exists: false,
+            set_keys: Vec::new(),
+        }
+    }
+
+    /// Reads `path` if it exists; a missing file means all defaults.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(&text, path.to_path_buf()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::defaults(path.to_path_buf())),
+            Err(e) => Err(e).with_context(|| format!("Cannot read config file {}", path.display())),
+        }
+    }
+
+    /// Parses config text; errors name the file and the offending key.
+    pub fn parse(text: &str, path: PathBuf) -> anyhow::Result<Config> {
+        let file: FileConfig =
+            toml::from_str(text).with_context(|| format!("Invalid config file {}", path.display()))?;
+        let bad = |key: &str, e: banger_api::ApiError| {
+            anyhow::anyhow!("Invalid config file {}: {key}: {}", path.display(), e.message)
+        };
+        let mut c = Config::defaults(path.clone());
+        c.file_exists = true;
+        let mut set_keys: Vec<String> = Vec::new();
+        let mut mark = |key: &str, present: bool| {
+            if present {
+                set_keys.push(key.to_string());
+            }
+        };
+        let net = file.network.unwrap_or_default();
+        let vmd = file.vm_defaults.unwrap_or_default();
+        mark("firecracker_bin", file.firecracker_bin.is_some());
+        mark("qemu_bin", file.qemu_bin.is_some());
+        mark("vhost_vsock_bin", file.vhost_vsock_bin.is_some());
+        mark("agent_bin", file.agent_bin.is_some());
+        mark("engine", file.engine.is_some());
+        mark("default_image", file.default_image.is_some());
+        mark("default_kernel", file.default_kernel.is_some());
+        mark("boot_timeout_secs", file.boot_timeout_secs.is_some());
+        mark("network.bridge", net.bridge.is_some());
+        mark("network.cidr", net.cidr.is_some());
+        mark("vm_defaults.vcpu", vmd.vcpu.is_some());
+        mark("vm_defaults.memory", vmd.memory.is_some());
+        mark("vm_defaults.disk_size", vmd.disk_size.is_some());
+        c.set_keys = set_keys;
+
+        let firecracker_bin = file.firecracker_bin.or(c.firecracker_bin.take());
+        let qemu_bin = file.qemu_bin.or(c.qemu_bin.take());
+        let vhost_vsock_bin = file.vhost_vsock_bin.or(c.vhost_vsock_bin.take());
+        let agent_bin = file.agent_bin.or(c.agent_bin.take());
+        let engine = file.engine.unwrap_or(c.engine);
+        let default_image = file.default_image.unwrap_or_else(|| c.default_image.clone());
+        let default_kernel = file.default_kernel.unwrap_or_else(|| c.default_kernel.clone());
+        let boot_timeout_secs = file.boot_timeout_secs.unwrap_or(c.boot_timeout_secs);
+        let bridge = net.bridge.unwrap_or_else(|| c.bridge.clone());
+        let cidr_text = net.cidr;
+        let vcpu = vmd.vcpu.unwrap_or(c.vcpu);
+        let memory = vmd.memory;
+        let disk = vmd.disk_size;
+
+        c.firecracker_bin = firecracker_bin;
+        c.qemu_bin = qemu_bin;
+        c.vhost_vsock_bin = vhost_vsock_bin;
+        c.agent_bin = agent_bin;
+        c.engine = engine;
+        validate::object_name(&default_image, "image name").map_err(|e| bad("default_image", e))?;
+        c.default_image = default_image;
+        validate::object_name(&default_kernel, "kernel name").map_err(|e| bad("default_kernel", e))?;
+        c.default_kernel = default_kernel;
+        if boot_timeout_secs == 0 || boot_timeout_secs > 3600 {
+            anyhow::bail!(
+                "Invalid config file {}: boot_timeout_secs must be between 1 and 3600",
+                path.display()
+            );
+        }
+        c.boot_timeout_secs = boot_timeout_secs;
+        check_bridge_name(&bridge)
+            .map_err(|m| anyhow::anyhow!("Invalid config file {}: network.bridge: {m}", path.display()))?;
+        c.bridge = bridge;
+        if let Some(text) = cidr_text {
+            c.cidr = parse_cidr(&text)
+                .map_err(|m| anyhow::anyhow!("Invalid config file {}: network.cidr: {m}", path.display()))?;
+        }
+        validate::vcpu(vcpu).map_err(|e| bad("vm_defaults.vcpu", e))?;
+        c.vcpu = vcpu;
+        if let Some(m) = memory {
+            let mib = m.mib().map_err(|e| bad("vm_defaults.memory", e))?;
+            validate::memory_mib(mib).map_err(|e| bad("vm_defaults.memory", e))?;
+            c.memory_mib = mib;
+        }
+        if let Some(d) = disk {
+            let mib = d.mib().map_err(|e| bad("vm_defaults.disk_size", e))?;
+            validate::disk_size_mib(mib).map_err(|e| bad("vm_defaults.disk_size", e))?;
+            c.disk_size_mib = mib;
+        }
+        Ok(c)
+    }
+
+    /// Every effective value with its origin, for `banger config show`.
+    pub fn view(&self) -> ConfigView {
+        use serde_json::json;
+        let path_or_null = |p: &Option<PathBuf>| match p {
+            Some(p) => json!(p.display().to_string()),
+            None => serde_json::Value::Null,
+        };
+        let entries = [
+            ("firecracker_bin", path_or_null(&self.firecracker_bin)),
+            ("qemu_bin", path_or_null(&self.qemu_bin)),
+            ("vhost_vsock_bin", path_or_null(&self.vhost_vsock_bin)),
+            ("agent_bin", path_or_null(&self.agent_bin)),
+            ("engine", json!(self.engine.as_str())),
+            ("default_image", json!(self.default_image)),
+            ("default_kernel", json!(self.default_kernel)),
+            ("boot_timeout_secs", json!(self.boot_timeout_secs)),
+            ("network.bridge", json!(self.bridge)),
+            ("network.cidr", json!(self.cidr.to_string())),
+            ("vm_defaults.vcpu", json!(self.vcpu)),
+            ("vm_defaults.memory", json!(validate::format_mib(self.memory_mib))),
+            ("vm_defaults.disk_size", json!(validate::format_mib(self.disk_size_mib))),
+        ];
+        ConfigView {
+            path: self.path.display().to_string(),
+            file_exists: self.file_exists,
+            entries: entries
+                .into_iter()
+                .map(|(key, value)| ConfigEntry {
+                    key: key.to_string(),
+                    value,
+                    source: if self.set_keys.iter().any(|k| k == key) { "file" } else { "default" }.into(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The bridge's own address: the first host address of the CIDR.
+    pub fn gateway(&self) -> std::net::Ipv4Addr {
+        self.cidr.hosts().next().expect("a CIDR of /30 or larger has hosts")
+    }
+}
+
+/// Interface names are limited to 15 bytes by the kernel.
+fn check_bridge_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 15 {
+        return Err(format!("{name:?} must be 1-15 characters"));
+    }
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(format!("{name:?} may only contain letters, digits, '-' and '_'"));
+    }
+    Ok(())
+}
+
+/// A private IPv4 network between /16 and /29, normalised to its network
+/// address.
+pub fn parse_cidr(text: &str) -> Result<Ipv4Net, String> {
+    let net: Ipv4Net =
+        text.parse().map_err(|_| format!("{text:?} is not an IPv4 CIDR such as 172.30.213.0/24"))?;
+    if !(16..=29).contains(&net.prefix_len()) {
+        return Err(format!("{text:?} must have a prefix length between /16 and /29"));
+    }
+    if !net.network().is_private() {
+        return Err(format!("{text:?} is not a private network (10/8, 172.16/12, 192.168/16)"));
+    }
+    Ok(net.trunc())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> anyhow::Result<Config> {
+        Config::parse(text, PathBuf::from("/x/config.toml"))
+    }
+
+    #[test]
+    fn defaults_when_empty() {
+        let c = parse("").unwrap();
+        assert_eq!(c.bridge, DEFAULT_BRIDGE);
+        assert_eq!(c.gateway().to_string(), "172.30.213.1");
+        assert!(c.view().entries.iter().all(|e| e.source == "default"));
+    }
+
+    #[test]
+    fn file_values_are_marked() {
+        let c = parse(
+            r#"
+            firecracker_bin = "/opt/fc"
+            engine = "qemu"
+            [network]
+            cidr = "10.9.8.0/24"
+            [vm_defaults]
+            vcpu = 4
+            memory = "2G"
+            disk_size = 4096
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.engine, EngineChoice::Qemu);
+        assert_eq!((c.vcpu, c.memory_mib, c.disk_size_mib), (4, 2048, 4096));
+        let v = c.view();
+        let src = |k: &str| v.entries.iter().find(|e| e.key == k).unwrap().source.clone();
+        assert_eq!(src("engine"), "file");
+        assert_eq!(src("vm_defaults.memory"), "file");
+        assert_eq!(src("network.bridge"), "default");
+    }
+
+    #[test]
+    fn rejects_unknown_and_bad_values() {
+        for bad in [
+            "bogus = 1",
+            "[network]\nbridgee = \"x\"",
+            "[vm_defaults]\nvcpu = 0",
+            "[vm_defaults]\nmemory = \"12MB\"",
+            "[network]\ncidr = \"8.8.8.0/24\"",
+            "[network]\ncidr = \"10.0.0.0/8\"",
+            "[network]\nbridge = \"a-very-long-bridge-name\"",
+            "engine = \"vmware\"",
+            "default_image = \"../etc\"",
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert!(format!("{err:#}").contains("/x/config.toml"), "{bad}: {err:#}");
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Where banger keeps things, following the XDG base directories.
+//!
+//! Every location honours `XDG_CONFIG_HOME`, `XDG_STATE_HOME`,
+//! `XDG_CACHE_HOME` and `XDG_RUNTIME_DIR`, so a user or a test can isolate a
+//! whole banger installation by setting four variables.
+//!
+//! ```text
+//! $XDG_CONFIG_HOME/banger/config.toml
+//! $XDG_STATE_HOME/banger/   banger.db, bangerd.log, vms/<id>/, images/<id>/, kernels/<name>/, ssh/
+//! $XDG_CACHE_HOME/banger/   build trees, downloads, OCI blobs
+//! $XDG_RUNTIME_DIR/banger/  bangerd.sock, bangerd.lock, vms/<id>/ (engine sockets)
+//!                           (fallback: /tmp/banger-<uid>/)
+//! ```
+
+use anyhow::{bail, Context};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// The four roots of a banger installation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paths {
+    pub config_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub cache_dir: PathBuf,
+    pub runtime_dir: PathBuf,
+}
+
+impl Paths {
+    /// Resolves the paths from the environment, as both the CLI and the
+    /// daemon do, so that they agree on the socket without talking.
+    pub fn from_env() -> anyhow::Result<Paths> {
+        let home = || -> anyhow::Result<PathBuf> {
+            std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(PathBuf::from)
+                .context("HOME is not set; set HOME or the XDG_*_HOME variables")
+        };
+        let xdg = |var: &str, fallback: &str| -> anyhow::Result<PathBuf> {
+            match std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from) {
+                // The spec says relative values are invalid and must be ignored.
+                Some(p) if p.is_absolute() => Ok(p.join("banger")),
+                _ => Ok(home()?.join(fallback).join("banger")),
+            }
+        };
+        let runtime_dir = match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+            Some(p) if Path::new(&p).is_absolute() => PathBuf::from(p).join("banger"),
+            _ => PathBuf::from(format!("/tmp/banger-{}", nix::unistd::getuid())),
+        };
+        Ok(Paths {
+            config_dir: xdg("XDG_CONFIG_HOME", ".config")?,
+            state_dir: xdg("XDG_STATE_HOME", ".local/state")?,
+            cache_dir: xdg("XDG_CACHE_HOME", ".cache")?,
+            runtime_dir,
+        })
+    }
+
+    pub fn config_file(&self) -> PathBuf {
+        self.config_dir.join("config.toml")
+    }
+    pub fn socket(&self) -> PathBuf {
+        self.runtime_dir.join("bangerd.sock")
+    }
+    pub fn lock_file(&self) -> PathBuf {
+        self.runtime_dir.join("bangerd.lock")
+    }
+    pub fn db(&self) -> PathBuf {
+        self.state_dir.join("banger.db")
+    }
+    pub fn daemon_log(&self) -> PathBuf {
+        self.state_dir.join("bangerd.log")
+    }
+    pub fn vms_dir(&self) -> PathBuf {
+        self.state_dir.join("vms")
+    }
+    pub fn vm_dir(&self, id: &str) -> PathBuf {
+        self.vms_dir().join(id)
+    }
+    /// Short-lived per-VM sockets live under the runtime dir: Unix socket
+    /// paths are limited to 108 bytes and state dirs can be long.
+    pub fn vm_run_dir(&self, id: &str) -> PathBuf {
+        self.runtime_dir.join("vms").join(id)
+    }
+    pub fn images_dir(&self) -> PathBuf {
+        self.state_dir.join("images")
+    }
+    pub fn kernels_dir(&self) -> PathBuf {
+        self.state_dir.join("kernels")
+    }
+    pub fn ssh_dir(&self) -> PathBuf {
+        self.state_dir.join("ssh")
+    }
+
+    /// Creates the state, cache and runtime dirs. The runtime dir holds the
+    /// daemon's socket, so it must be ours and closed to everybody else; a
+    /// pre-existing one owned by another user (a squatter in /tmp) is refused.
+    pub fn ensure(&self) -> anyhow::Result<()> {
+        for dir in [&self.state_dir, &self.cache_dir] {
+            std::fs::create_dir_all(dir).with_context(|| format!("Cannot create {}", dir.display()))?;
+        }
+        for dir in [self.vms_dir(), self.images_dir(), self.kernels_dir()] {
+            std::fs::create_dir_all(&dir).with_context(|| format!("Cannot create {}", dir.display()))?;
+        }
+        ensure_private_dir(&self.runtime_dir)
+    }
+}
+
+/// Creates `dir` with mode 0700 if missing, then checks that it is a real
+/// directory owned by us and tightens its mode to 0700.
+pub fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("Cannot create {}", parent.display()))?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e).with_context(|| format!("Cannot create {}", dir.display())),
+    }
+    let meta = std::fs::symlink_metadata(dir).with_context(|| format!("Cannot inspect {}", dir.display()))?;
+    if !meta.is_dir() {
+        bail!("{} is not a directory", dir.display());
+    }
+    let uid = nix::unistd::getuid().as_raw();
+    if meta.uid() != uid {
+        bail!(
+            "{} is owned by uid {}, not by you (uid {uid}); refusing to put the daemon socket there",
+            dir.display(),
+            meta.uid()
+        );
+    }
+    if meta.mode() & 0o777 != 0o700 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("Cannot chmod 0700 {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_dir_is_0700_and_owned() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().join("run/banger");
+        ensure_private_dir(&d).unwrap();
+        let m = std::fs::metadata(&d).unwrap();
+        assert_eq!(m.mode() & 0o777, 0o700);
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        ensure_private_dir(&d).unwrap();
+        assert_eq!(std::fs::metadata(&d).unwrap().mode() & 0o777, 0o700);
+        let f = tmp.path().join("file");
+        std::fs::write(&f, b"").unwrap();
+        assert!(ensure_private_dir(&f).is_err());
+    }
+}

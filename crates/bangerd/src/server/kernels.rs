@@ -1,0 +1,22 @@
+//! `/v1/kernels`.
+
+use super::{ApiJson, HttpResult, State};
+use axum::extract::{Path, State as S};
+use axum::Json;
+use banger_api::{ImportKernelRequest, Kernel};
+
+pub async fn list(S(d): S<State>) -> HttpResult<Vec<Kernel>> {
+    Ok(Json(d.list_kernels()?))
+}
+
+pub async fn show(S(d): S<State>, Path(name): Path<String>) -> HttpResult<Kernel> {
+    Ok(Json(d.show_kernel(&name)?))
+}
+
+pub async fn import(S(d): S<State>, ApiJson(req): ApiJson<ImportKernelRequest>) -> HttpResult<Kernel> {
+    Ok(Json(d.import_kernel(req).await?))
+}
+
+pub async fn remove(S(d): S<State>, Path(name): Path<String>) -> HttpResult<Kernel> {
+    Ok(Json(d.delete_kernel(&name).await?))
+}

@@ -1,0 +1,34 @@
+//! `/v1/version`, `/v1/daemon/*`, `/v1/config`.
+
+use super::{HttpResult, State};
+use crate::util::rfc3339;
+use axum::extract;
+use axum::Json;
+use banger_api::{ConfigView, DaemonInfo};
+
+pub async fn version(extract::State(d): extract::State<State>) -> HttpResult<DaemonInfo> {
+    Ok(Json(DaemonInfo {
+        version: banger_api::VERSION.into(),
+        commit: banger_api::GIT_COMMIT.into(),
+        build_id: banger_api::build_id(),
+        pid: std::process::id(),
+        socket: d.paths.socket().display().to_string(),
+        log_path: d.paths.daemon_log().display().to_string(),
+        state_dir: d.paths.state_dir.display().to_string(),
+        started_at: rfc3339(d.started_at_ms),
+    }))
+}
+
+pub async fn shutdown(extract::State(d): extract::State<State>) -> HttpResult<serde_json::Value> {
+    tracing::info!("shutdown requested over the API; running VMs keep running");
+    // Answer first: stopping the server at once could cut this very reply.
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        d.request_shutdown();
+    });
+    Ok(Json(serde_json::json!({"stopping": true})))
+}
+
+pub async fn config(extract::State(d): extract::State<State>) -> HttpResult<ConfigView> {
+    Ok(Json(d.config.view()))
+}

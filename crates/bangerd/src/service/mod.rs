@@ -1,0 +1,102 @@
+//! The daemon's service layer: every operation any transport offers.
+//!
+//! The HTTP handlers in [`crate::server`] only parse and validate a request
+//! and call one method here; nothing here knows about HTTP. Methods are
+//! grouped by object: [`vms`], [`images`], [`kernels`].
+//!
+//! Locks, always taken in this order (see ARCHITECTURE.md):
+//! 1. a per-VM lock (`vm_lock`), held across one lifecycle operation;
+//! 2. a per-name lock for images/kernels (`name_lock`), held across an
+//!    import, build or pull of that name;
+//! 3. the reservation lock, held only while a name and IP are checked and the
+//!    VM row is inserted — never across I/O that can block for long.
+//!
+//! The store's own mutex is innermost and is never held across an await.
+
+pub mod host;
+pub mod images;
+pub mod kernels;
+pub mod lifecycle;
+pub mod names;
+pub mod progress;
+pub mod vms;
+
+pub use progress::Progress;
+
+use crate::config::Config;
+use crate::paths::Paths;
+use banger_store::Store;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+
+/// Named async locks created on demand.
+#[derive(Default)]
+pub struct LockMap {
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl LockMap {
+    /// Waits for and takes the lock named `key`.
+    pub async fn lock(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let m = {
+            let mut map = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+            // Drop entries nobody holds or waits for, so the map stays small.
+            map.retain(|_, m| Arc::strong_count(m) > 1);
+            map.entry(key.to_string()).or_default().clone()
+        };
+        m.lock_owned().await
+    }
+}
+
+/// The daemon: configuration, state and the locks that order access to it.
+pub struct Daemon {
+    pub paths: Paths,
+    pub config: Config,
+    pub store: Store,
+    /// Per-VM lifecycle locks, keyed by VM id.
+    pub vm_locks: LockMap,
+    /// Per-name locks for image and kernel imports/builds/pulls.
+    pub name_locks: LockMap,
+    /// Short lock around name + IP reservation.
+    pub reserve_lock: tokio::sync::Mutex<()>,
+    pub started_at_ms: i64,
+    shutdown: Notify,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon").field("paths", &self.paths).finish_non_exhaustive()
+    }
+}
+
+impl Daemon {
+    /// Opens the state in `paths` (creating directories and migrating the
+    /// database). Does not bind a socket; see [`crate::server`].
+    pub fn open(paths: Paths, config: Config) -> anyhow::Result<Arc<Daemon>> {
+        paths.ensure()?;
+        let store = Store::open(&paths.db())?;
+        Ok(Arc::new(Daemon {
+            paths,
+            config,
+            store,
+            vm_locks: LockMap::default(),
+            name_locks: LockMap::default(),
+            reserve_lock: tokio::sync::Mutex::new(()),
+            started_at_ms: crate::util::now_ms(),
+            shutdown: Notify::new(),
+        }))
+    }
+
+    /// Asks the server to stop accepting requests and exit. Running VMs are
+    /// left running: their engines live in their own sessions.
+    pub fn request_shutdown(&self) {
+        self.shutdown.notify_waiters();
+        self.shutdown.notify_one();
+    }
+
+    /// Resolves when a shutdown was requested.
+    pub async fn shutdown_requested(&self) {
+        self.shutdown.notified().await
+    }
+}

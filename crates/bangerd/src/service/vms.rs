@@ -1,0 +1,226 @@
+//! VMs as records: create, find, list, show, delete.
+//!
+//! Create runs in three phases, as the seed test pins down:
+//! 1. validate the request and resolve the image — an unknown image fails
+//!    here, before anything is written;
+//! 2. under the short reservation lock: settle the name, allocate the first
+//!    free guest IP, create `vms/<id>/`, insert the row in state `stopped`;
+//! 3. unless `no_start`, start the VM under its per-VM lock
+//!    (see [`super::lifecycle`]).
+
+use super::{Daemon, Progress};
+use crate::error::{join_errors, store_err, Result};
+use crate::util::{new_id, now_ms, rfc3339};
+use banger_api::{validate, ApiError, CreateVmRequest, PortForward, Vm, VmState};
+use banger_store::{NewVm, StoreError, VmRecord};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+impl Daemon {
+    /// Converts a record to its API form, adding live runtime facts.
+    pub fn vm_to_api(&self, r: &VmRecord) -> Vm {
+        let state = VmState::parse(&r.state).unwrap_or(VmState::Error);
+        Vm {
+            id: r.id.clone(),
+            name: r.name.clone(),
+            state,
+            image: r.image_name.clone(),
+            image_id: r.image_id.clone(),
+            kernel: r.kernel.clone(),
+            vcpu: r.vcpu,
+            memory_mib: r.memory_mib,
+            disk_size_mib: r.disk_size_mib,
+            guest_ip: r.guest_ip.clone(),
+            vm_dir: r.vm_dir.clone(),
+            created_at: rfc3339(r.created_at_ms),
+            last_error: r.last_error.clone(),
+            engine: r.engine.clone(),
+            engine_reason: r.engine_reason.clone(),
+            nat: r.nat,
+            runtime: self.runtime_view(&r.id),
+            workspace: r.workspace.clone().and_then(|w| serde_json::from_value(w).ok()),
+            forwards: serde_json::from_value(r.forwards.clone()).unwrap_or_default(),
+        }
+    }
+
+    pub fn list_vms(&self) -> Result<Vec<Vm>> {
+        Ok(self.store.list_vms().map_err(store_err)?.iter().map(|r| self.vm_to_api(r)).collect())
+    }
+
+    /// Resolves a VM reference: exact id, then exact name, then a unique
+    /// prefix of an id or a name.
+    pub fn find_vm(&self, reference: &str) -> Result<VmRecord> {
+        if reference.is_empty() {
+            return Err(ApiError::invalid("VM reference is empty"));
+        }
+        if let Some(v) = self.store.get_vm(reference).map_err(store_err)? {
+            return Ok(v);
+        }
+        let all = self.store.list_vms().map_err(store_err)?;
+        if let Some(v) = all.iter().find(|v| v.name == reference) {
+            return Ok(v.clone());
+        }
+        let hits: Vec<&VmRecord> =
+            all.iter().filter(|v| v.id.starts_with(reference) || v.name.starts_with(reference)).collect();
+        match hits.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(ApiError::not_found(format!("VM {reference:?} not found"))
+                .with_hint("list VMs with `banger vm list`")),
+            many => Err(ApiError::invalid(format!(
+                "VM reference {reference:?} is ambiguous: it matches {}",
+                many.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", ")
+            ))
+            .with_hint("use more characters, the full name, or the id")),
+        }
+    }
+
+    pub fn show_vm(&self, reference: &str) -> Result<Vm> {
+        Ok(self.vm_to_api(&self.find_vm(reference)?))
+    }
+
+    /// Creates a VM; see the module docs for the three phases.
+    pub async fn create_vm(self: &Arc<Self>, req: CreateVmRequest, progress: &Progress) -> Result<Vm> {
+        // Phase 1: validate and resolve. Nothing is written before this ends.
+        if let Some(n) = &req.name {
+            validate::vm_name(n)?;
+        }
+        let vcpu = req.vcpu.unwrap_or(self.config.vcpu);
+        validate::vcpu(vcpu)?;
+        let memory_mib = req.memory_mib.unwrap_or(self.config.memory_mib);
+        validate::memory_mib(memory_mib)?;
+        let disk_size_mib = req.disk_size_mib.unwrap_or(self.config.disk_size_mib);
+        validate::disk_size_mib(disk_size_mib)?;
+        validate_forwards(&req.forwards)?;
+        let (engine, engine_reason) = self.choose_engine(req.engine.as_deref())?;
+        let image_ref = req.image.clone().unwrap_or_else(|| self.config.default_image.clone());
+        progress.phase("resolve", format!("resolving image {image_ref}"));
+        let image = self.image_record(&image_ref)?;
+        self.kernel_record(&image.kernel)?;
+
+        // Phase 2: reserve name + IP + dir and persist, under the short lock.
+        let vm = {
+            let _reserve = self.reserve_lock.lock().await;
+            let name = match &req.name {
+                Some(n) => n.clone(),
+                None => {
+                    let taken: Vec<String> =
+                        self.store.list_vms().map_err(store_err)?.into_iter().map(|v| v.name).collect();
+                    super::names::generate(&|n| taken.iter().any(|t| t == n))
+                }
+            };
+            let ip = self.allocate_ip()?;
+            let id = loop {
+                let id = new_id();
+                if self.store.get_vm(&id).map_err(store_err)?.is_none() {
+                    break id;
+                }
+            };
+            let vm_dir = self.paths.vm_dir(&id);
+            std::fs::create_dir_all(&vm_dir)
+                .map_err(|e| ApiError::internal(format!("Cannot create VM dir {}: {e}", vm_dir.display())))?;
+            let row = NewVm {
+                id: id.clone(),
+                name: name.clone(),
+                image_id: image.id.clone(),
+                vcpu,
+                memory_mib,
+                disk_size_mib,
+                guest_ip: ip.to_string(),
+                vm_dir: vm_dir.display().to_string(),
+                state: VmState::Stopped.as_str().into(),
+                engine: engine.clone(),
+                engine_reason,
+                nat: req.nat,
+                forwards: serde_json::to_value(&req.forwards).unwrap_or_default(),
+                created_at_ms: now_ms(),
+            };
+            if let Err(e) = self.store.insert_vm(&row) {
+                let _ = std::fs::remove_dir_all(&vm_dir);
+                return Err(match e {
+                    StoreError::Duplicate { .. } => {
+                        ApiError::conflict(format!("A VM named {name:?} already exists")).with_hint(format!(
+                            "pick another name, or delete it first with `banger vm delete {name}`"
+                        ))
+                    }
+                    e => store_err(e),
+                });
+            }
+            tracing::info!(vm = %name, id = %id, ip = %ip, "VM created");
+            self.store.get_vm(&id).map_err(store_err)?.ok_or_else(|| ApiError::internal("VM row vanished"))?
+        };
+
+        // Phase 3: start unless asked not to.
+        if req.no_start {
+            return Ok(self.vm_to_api(&vm));
+        }
+        self.start_vm(&vm.id, progress).await
+    }
+
+    /// The first address of the CIDR not used by the bridge or any VM.
+    fn allocate_ip(&self) -> Result<Ipv4Addr> {
+        let used = self.store.used_ips().map_err(store_err)?;
+        let gateway = self.config.gateway();
+        self.config
+            .cidr
+            .hosts()
+            .find(|ip| *ip != gateway && !used.iter().any(|u| u == &ip.to_string()))
+            .ok_or_else(|| {
+                ApiError::conflict(format!("No free guest IP left in {}", self.config.cidr))
+                    .with_hint("delete unused VMs (`banger vm prune`) or configure a larger network.cidr")
+            })
+    }
+
+    /// Deletes a VM: stops it if needed, runs every runtime cleanup step
+    /// (joining their errors), removes its dir and its row.
+    pub async fn delete_vm(self: &Arc<Self>, reference: &str) -> Result<Vm> {
+        let vm = self.find_vm(reference)?;
+        let _lock = self.vm_locks.lock(&vm.id).await;
+        // Re-read under the lock: another operation may have changed it.
+        let vm = self.store.get_vm(&vm.id).map_err(store_err)?.ok_or_else(|| {
+            ApiError::not_found(format!("VM {reference:?} not found"))
+                .with_hint("list VMs with `banger vm list`")
+        })?;
+        let before = self.vm_to_api(&vm);
+        let mut errors = Vec::new();
+        if let Err(e) = self.teardown_for_delete(&vm).await {
+            errors.push(e);
+        }
+        for dir in [self.paths.vm_dir(&vm.id), self.paths.vm_run_dir(&vm.id)] {
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => errors.push(format!("cannot remove {}: {e}", dir.display())),
+            }
+        }
+        if let Some(msg) = join_errors(errors) {
+            // Keep the row so the user can see what is left and retry.
+            let _ = self.store.set_vm_state(&vm.id, VmState::Error.as_str(), Some(&msg), now_ms());
+            return Err(ApiError::internal(format!(
+                "Deleting VM {:?} left something behind: {msg}",
+                vm.name
+            ))
+            .with_hint(format!("fix the cause and run `banger vm delete {}` again", vm.name)));
+        }
+        self.store.delete_vm(&vm.id).map_err(store_err)?;
+        tracing::info!(vm = %vm.name, id = %vm.id, "VM deleted");
+        Ok(before)
+    }
+}
+
+fn validate_forwards(forwards: &[PortForward]) -> Result<()> {
+    for f in forwards {
+        if f.host_port == 0 || f.guest_port == 0 {
+            return Err(ApiError::invalid(format!(
+                "Port forward {}:{} uses port 0",
+                f.host_port, f.guest_port
+            )));
+        }
+        if f.host_addr.parse::<std::net::IpAddr>().is_err() {
+            return Err(ApiError::invalid(format!(
+                "Port forward address {:?} is not an IP address",
+                f.host_addr
+            )));
+        }
+    }
+    Ok(())
+}
