@@ -245,19 +245,29 @@ fn say(msg: &str) {
 }
 
 /// Called by the agent on a `shutdown` request: sync, then ask PID 1 for an
-/// orderly reboot (systemd: reboot.target; banger-init: SIGTERM). If the
-/// guest is still up after a while, reboot it directly.
+/// orderly reboot (systemd: reboot.target; banger-init: SIGTERM). A signal
+/// that reaches systemd before it installed its handlers is lost, so it is
+/// repeated each second; if the guest is still up after
+/// [`SHUTDOWN_GRACE`], it syncs and reboots directly — before the host's
+/// default stop timeout would kill it.
 pub fn request_shutdown() {
     std::thread::spawn(|| {
         nix::unistd::sync();
         let comm = std::fs::read_to_string("/proc/1/comm").unwrap_or_default();
         let sig = if comm.trim() == "systemd" { libc::SIGRTMIN() + 5 } else { libc::SIGTERM };
-        // SAFETY: kill(2) with a valid signal number; no memory involved.
-        unsafe { libc::kill(1, sig) };
-        std::thread::sleep(Duration::from_secs(20));
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        while Instant::now() < deadline {
+            // SAFETY: kill(2) with a valid signal number; no memory involved.
+            unsafe { libc::kill(1, sig) };
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        say("the guest did not shut down in time; syncing and rebooting");
         die();
     });
 }
+
+/// How long a requested shutdown may take before the agent forces it.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 
 #[cfg(test)]
 mod tests {

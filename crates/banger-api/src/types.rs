@@ -248,6 +248,13 @@ pub struct DaemonInfo {
     pub log_path: String,
     pub state_dir: String,
     pub started_at: String,
+    /// The daemon's executable and its modification time (ms) when the
+    /// daemon started: a rebuilt binary at the same path means a stale
+    /// daemon, even when the version string did not change.
+    #[serde(default)]
+    pub exe: String,
+    #[serde(default)]
+    pub exe_mtime_ms: i64,
 }
 
 /// One effective configuration value and where it came from.

@@ -3,11 +3,15 @@
 //! - [`fsutil`]: sparse-aware copies, hashing, atomic writes.
 //! - [`ext4`]: recognising ext4 images and editing them without mounting
 //!   (`mkfs.ext4 -d`, `debugfs -w`, `e2fsck`).
-//! - [`kernel`]: checking a vmlinux, building one from Debian's linux-source.
+//! - [`kernel`]: checking a vmlinux; [`kernel_build`]: building one from
+//!   Debian's linux-source with the repo's config fragment.
 //! - [`golden`]: building the Debian golden image with debootstrap.
 //!
 //! Nothing here mounts a filesystem or needs device-mapper or loop devices.
 
+pub mod build;
 pub mod ext4;
 pub mod fsutil;
+pub mod golden;
 pub mod kernel;
+pub mod kernel_build;

@@ -25,7 +25,7 @@ pub struct Client {
 enum Reach {
     /// Nobody listens: no socket file, or a stale one.
     Down,
-    Up(DaemonInfo),
+    Up(Box<DaemonInfo>),
 }
 
 impl Client {
@@ -38,7 +38,14 @@ impl Client {
     pub async fn connect(paths: Paths) -> anyhow::Result<Client> {
         let c = Client::new(paths);
         match c.probe_patiently().await? {
-            Reach::Up(info) if info.build_id == banger_api::build_id() => return Ok(c),
+            Reach::Up(info) if info.build_id == banger_api::build_id() && !rebuilt(&info) => return Ok(c),
+            Reach::Up(info) if info.build_id == banger_api::build_id() => {
+                eprintln!(
+                    "banger: replacing daemon (pid {}): {} was rebuilt since it started",
+                    info.pid, info.exe
+                );
+                c.stop_daemon().await?;
+            }
             Reach::Up(info) => {
                 eprintln!(
                     "banger: replacing daemon of build {} (pid {}) with {}",
@@ -57,7 +64,7 @@ impl Client {
     /// The running daemon's identity, or `None` when none answers.
     pub async fn info(&self) -> anyhow::Result<Option<DaemonInfo>> {
         Ok(match self.probe_patiently().await? {
-            Reach::Up(i) => Some(i),
+            Reach::Up(i) => Some(*i),
             Reach::Down => None,
         })
     }
@@ -78,7 +85,7 @@ impl Client {
 
     async fn probe(&self) -> anyhow::Result<Reach> {
         match self.send(Method::GET, "/v1/version", None, false).await {
-            Ok(resp) => Ok(Reach::Up(decode(resp).await?)),
+            Ok(resp) => Ok(Reach::Up(Box::new(decode(resp).await?))),
             Err(e) if is_down(&e) => Ok(Reach::Down),
             Err(e) => Err(e),
         }
@@ -217,6 +224,53 @@ impl Client {
     }
 }
 
+impl Client {
+    /// A raw stream to a running VM's guest agent (see the daemon's
+    /// `/v1/vms/{vm}/agent`), speaking `banger_agent_proto`.
+    pub async fn agent(&self, vm: &str) -> anyhow::Result<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>> {
+        let sock = self.paths.socket();
+        let io = tokio::net::UnixStream::connect(&sock).await.map_err(|e| Unreachable(sock.clone(), e))?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io)).await?;
+        tokio::spawn(async move {
+            let _ = conn.with_upgrades().await;
+        });
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(format!("/v1/vms/{}/agent", crate::commands::seg(vm)))
+            .header(header::HOST, "bangerd")
+            .header(header::CONNECTION, "upgrade")
+            .header(header::UPGRADE, "banger-agent")
+            .body(Full::new(Bytes::new()))?;
+        let resp = sender.send_request(req).await?;
+        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            return decode::<serde_json::Value>(resp)
+                .await
+                .and_then(|_| bail!("the daemon did not open the agent stream"));
+        }
+        let up = hyper::upgrade::on(resp).await.context("the agent stream could not be opened")?;
+        Ok(hyper_util::rt::TokioIo::new(up))
+    }
+
+    /// GETs `path` and copies the body to stdout as it arrives.
+    pub async fn stream_to_stdout(&self, path: &str) -> anyhow::Result<()> {
+        use std::io::Write;
+        let resp = self.send(Method::GET, path, None, false).await?;
+        if !resp.status().is_success() {
+            return decode::<serde_json::Value>(resp).await.map(|_| ());
+        }
+        let mut body = resp.into_body();
+        let mut out = std::io::stdout().lock();
+        while let Some(frame) = body.frame().await {
+            if let Some(d) = frame?.data_ref() {
+                out.write_all(d)?;
+                out.flush()?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The socket could not be reached.
 #[derive(Debug)]
 struct Unreachable(PathBuf, std::io::Error);
@@ -247,6 +301,17 @@ async fn decode<T: DeserializeOwned>(resp: http::Response<hyper::body::Incoming>
     }
     serde_json::from_slice(&bytes)
         .with_context(|| format!("the daemon sent an unexpected answer: {}", String::from_utf8_lossy(&bytes)))
+}
+
+/// Whether the daemon binary we would start is the running daemon's
+/// executable, changed on disk since it started (a rebuild or reinstall).
+fn rebuilt(info: &DaemonInfo) -> bool {
+    let Some(bin) = daemon_binary() else { return false };
+    let same = std::fs::canonicalize(&bin)
+        .ok()
+        .zip(std::fs::canonicalize(&info.exe).ok())
+        .is_some_and(|(a, b)| a == b);
+    same && info.exe_mtime_ms != 0 && bangerd::util::mtime_ms(&bin) != info.exe_mtime_ms
 }
 
 /// `$BANGER_DAEMON_BIN`, `bangerd` next to this binary, or on PATH.

@@ -14,6 +14,11 @@ pub enum ImageCmd {
         after_help = "The file is copied (holes kept); banger places its init and guest agent into the copy."
     )]
     Register(RegisterArgs),
+    /// Build the Debian bookworm golden image with debootstrap (needs root)
+    #[command(
+        after_help = "Packages: images/debian-bookworm.packages in the banger repository.\nThe image pairs with a kernel (default: the configured default kernel; build it with `banger kernel build`)."
+    )]
+    Build(BuildArgs),
     /// List images
     #[command(visible_alias = "ls")]
     List(JsonFlag),
@@ -40,6 +45,21 @@ pub struct RegisterArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Name of the image (default: the configured default image, debian-bookworm)
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Size of the ext4 image, e.g. 4G (default: content × 1.5, at least 2G)
+    #[arg(long, value_parser = super::vm::parse_size)]
+    pub size: Option<u64>,
+    /// Kernel to pair the image with
+    #[arg(long)]
+    pub kernel: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct ShowArgs {
     /// Image name or id
     pub image: String,
@@ -60,6 +80,14 @@ pub async fn run(client: Client, cmd: ImageCmd) -> anyhow::Result<i32> {
         ImageCmd::Register(a) => {
             let req = RegisterImageRequest { name: a.name, rootfs: absolute(&a.rootfs)?, kernel: a.kernel };
             let i: Image = client.post("/v1/images", &req).await?;
+            print_one(&i, a.json)?;
+            Ok(0)
+        }
+        ImageCmd::Build(a) => {
+            let mut view = crate::output::ProgressView::new(false);
+            let req = banger_api::BuildImageRequest { name: a.name, size_mib: a.size, kernel: a.kernel };
+            let i: Image = client.post_stream("/v1/images/build", &req, |e| view.event(e)).await?;
+            view.finish();
             print_one(&i, a.json)?;
             Ok(0)
         }

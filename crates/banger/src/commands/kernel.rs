@@ -16,6 +16,11 @@ pub enum KernelCmd {
     List(JsonFlag),
     /// Show one kernel
     Show(ShowArgs),
+    /// Build a guest kernel from Debian's linux-source-6.1 with banger's config
+    #[command(
+        after_help = "Needs linux-source-6.1 and a compiler (installed with apt when run as root).\nThe source tree is cached, so a rebuild is quick. The full log is kept in the cache dir."
+    )]
+    Build(BuildArgs),
     /// Remove kernels (refused while an image uses one)
     #[command(visible_alias = "delete")]
     Rm(RmArgs),
@@ -31,6 +36,15 @@ pub struct ImportArgs {
     /// Optional initrd to boot with it
     #[arg(long)]
     pub initrd: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Name to register the kernel under (default: the configured default kernel)
+    #[arg(long)]
+    pub name: Option<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -59,6 +73,14 @@ pub async fn run(client: Client, cmd: KernelCmd) -> anyhow::Result<i32> {
                 initrd: a.initrd.as_deref().map(absolute).transpose()?,
             };
             let k: Kernel = client.post("/v1/kernels", &req).await?;
+            print_one(&k, a.json)?;
+            Ok(0)
+        }
+        KernelCmd::Build(a) => {
+            let mut view = crate::output::ProgressView::new(false);
+            let req = banger_api::BuildKernelRequest { name: a.name };
+            let k: Kernel = client.post_stream("/v1/kernels/build", &req, |e| view.event(e)).await?;
+            view.finish();
             print_one(&k, a.json)?;
             Ok(0)
         }

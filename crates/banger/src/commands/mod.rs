@@ -2,6 +2,7 @@
 
 mod config;
 mod daemon;
+mod exec;
 mod image;
 mod kernel;
 mod vm;

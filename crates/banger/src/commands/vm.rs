@@ -22,6 +22,41 @@ pub enum VmCmd {
     /// Delete VMs: stop them if needed, then remove their disks and records
     #[command(visible_alias = "rm")]
     Delete(RefsArgs),
+    /// Boot stopped VMs and wait until their guest agent answers
+    Start(RefsArgs),
+    /// Shut VMs down cleanly (the guest syncs its disks), killing them after --timeout
+    Stop(StopArgs),
+    /// Stop, then start VMs
+    Restart(StopArgs),
+    /// Kill VMs' engines at once (unsynced guest writes may be lost)
+    Kill(RefsArgs),
+    /// Print a VM's serial console; -f keeps following it
+    Logs(LogsArgs),
+    /// Run a command in a running VM and exit with its status
+    Exec(super::exec::ExecArgs),
+    /// List the guest's listening TCP and UDP ports
+    Ports(ShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// VM names, ids or unique prefixes
+    #[arg(required = true)]
+    pub vms: Vec<String>,
+    /// Seconds to wait for a clean shutdown before killing
+    #[arg(long, default_value_t = 10)]
+    pub timeout: u64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// VM name, id or unique prefix
+    pub vm: String,
+    /// Keep printing new output until the VM stops
+    #[arg(short, long)]
+    pub follow: bool,
 }
 
 #[derive(Debug, Args)]
@@ -73,7 +108,7 @@ pub struct RefsArgs {
     pub json: bool,
 }
 
-fn parse_size(s: &str) -> Result<u64, String> {
+pub fn parse_size(s: &str) -> Result<u64, String> {
     validate::parse_size_mib(s).map_err(|e| match e.hint {
         Some(h) => format!("{} ({h})", e.message),
         None => e.message,
@@ -90,6 +125,94 @@ pub async fn run(client: Client, cmd: VmCmd) -> anyhow::Result<i32> {
                 output::json(&vm)?;
             } else {
                 print_vm(&vm);
+            }
+            Ok(0)
+        }
+        VmCmd::Start(a) => {
+            let quiet = a.vms.len() > 1;
+            let (done, ok) = for_each_ref(&a.vms, |r| {
+                let c = client.clone();
+                async move {
+                    let mut view = ProgressView::new(quiet);
+                    let vm: Vm = c
+                        .post_stream(&format!("/v1/vms/{}/start", seg(&r)), &serde_json::json!({}), |e| {
+                            view.event(e)
+                        })
+                        .await?;
+                    Ok(vm)
+                }
+            })
+            .await;
+            report(&done, a.json, "started")?;
+            Ok(if ok { 0 } else { 1 })
+        }
+        VmCmd::Stop(a) => {
+            let body = serde_json::json!({ "timeout_secs": a.timeout });
+            let (done, ok) = for_each_ref(&a.vms, |r| {
+                let (c, body) = (client.clone(), body.clone());
+                async move { c.post::<_, Vm>(&format!("/v1/vms/{}/stop", seg(&r)), &body).await }
+            })
+            .await;
+            report(&done, a.json, "stopped")?;
+            Ok(if ok { 0 } else { 1 })
+        }
+        VmCmd::Restart(a) => {
+            let body = serde_json::json!({ "timeout_secs": a.timeout });
+            let quiet = a.vms.len() > 1;
+            let (done, ok) = for_each_ref(&a.vms, |r| {
+                let (c, body) = (client.clone(), body.clone());
+                async move {
+                    let mut view = ProgressView::new(quiet);
+                    c.post_stream::<_, Vm>(&format!("/v1/vms/{}/restart", seg(&r)), &body, |e| view.event(e))
+                        .await
+                }
+            })
+            .await;
+            report(&done, a.json, "restarted")?;
+            Ok(if ok { 0 } else { 1 })
+        }
+        VmCmd::Kill(a) => {
+            let (done, ok) =
+                for_each_ref(&a.vms, |r| {
+                    let c = client.clone();
+                    async move {
+                        c.post::<_, Vm>(&format!("/v1/vms/{}/kill", seg(&r)), &serde_json::json!({})).await
+                    }
+                })
+                .await;
+            report(&done, a.json, "killed")?;
+            Ok(if ok { 0 } else { 1 })
+        }
+        VmCmd::Logs(a) => {
+            let path = format!("/v1/vms/{}/logs?follow={}", seg(&a.vm), a.follow);
+            client.stream_to_stdout(&path).await?;
+            Ok(0)
+        }
+        VmCmd::Exec(a) => {
+            let vm: Vm = client.get(&format!("/v1/vms/{}", seg(&a.vm))).await?;
+            let cwd = vm.workspace.as_ref().map(|w| w.guest_path.clone());
+            super::exec::run(&client, a, cwd).await
+        }
+        VmCmd::Ports(a) => {
+            let mut s = client.agent(&a.vm).await?;
+            let v = banger_agent_proto::client::call(&mut s, banger_agent_proto::Op::Ports).await?;
+            let ports: Vec<banger_agent_proto::PortInfo> = serde_json::from_value(v)?;
+            if a.json {
+                output::json(&ports)?;
+            } else {
+                let rows: Vec<Vec<String>> = ports
+                    .iter()
+                    .map(|p| {
+                        vec![
+                            p.proto.clone(),
+                            p.address.clone(),
+                            p.port.to_string(),
+                            p.pid.map(|x| x.to_string()).unwrap_or_else(|| "-".into()),
+                            p.process.clone().unwrap_or_else(|| "-".into()),
+                        ]
+                    })
+                    .collect();
+                output::table(&["PROTO", "ADDRESS", "PORT", "PID", "PROCESS"], &rows);
             }
             Ok(0)
         }
@@ -165,6 +288,20 @@ pub async fn list(client: &Client, a: &ListArgs) -> anyhow::Result<i32> {
         .collect();
     output::table(&["ID", "NAME", "STATE", "IMAGE", "VCPU", "MEMORY", "DISK", "IP", "CREATED"], &rows);
     Ok(0)
+}
+
+/// Prints what happened to each VM, or the VMs as JSON.
+fn report(done: &[Vm], json: bool, verb: &str) -> anyhow::Result<()> {
+    if json {
+        return output::json(&done);
+    }
+    for vm in done {
+        match (&vm.last_error, vm.state) {
+            (Some(e), _) => println!("{verb} {} ({}): {e}", vm.name, vm.state),
+            (None, _) => println!("{verb} {} ({}, {})", vm.name, vm.state, vm.guest_ip),
+        }
+    }
+    Ok(())
 }
 
 fn print_vm(v: &Vm) {

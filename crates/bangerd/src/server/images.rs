@@ -1,9 +1,11 @@
 //! `/v1/images`.
 
-use super::{ApiJson, HttpResult, State};
+use super::{operation, ApiJson, HttpResult, State};
 use axum::extract::{Path, State as S};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use axum::Json;
-use banger_api::{Image, RegisterImageRequest};
+use banger_api::{BuildImageRequest, Image, RegisterImageRequest};
 
 pub async fn list(S(d): S<State>) -> HttpResult<Vec<Image>> {
     Ok(Json(d.list_images()?))
@@ -19,4 +21,8 @@ pub async fn register(S(d): S<State>, ApiJson(req): ApiJson<RegisterImageRequest
 
 pub async fn remove(S(d): S<State>, Path(image): Path<String>) -> HttpResult<Image> {
     Ok(Json(d.delete_image(&image).await?))
+}
+
+pub async fn build(S(d): S<State>, headers: HeaderMap, ApiJson(req): ApiJson<BuildImageRequest>) -> Response {
+    operation(&headers, move |p| async move { d.build_image(req, &p).await }).await
 }

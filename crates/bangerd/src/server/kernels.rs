@@ -1,9 +1,11 @@
 //! `/v1/kernels`.
 
-use super::{ApiJson, HttpResult, State};
+use super::{operation, ApiJson, HttpResult, State};
 use axum::extract::{Path, State as S};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use axum::Json;
-use banger_api::{ImportKernelRequest, Kernel};
+use banger_api::{BuildKernelRequest, ImportKernelRequest, Kernel};
 
 pub async fn list(S(d): S<State>) -> HttpResult<Vec<Kernel>> {
     Ok(Json(d.list_kernels()?))
@@ -19,4 +21,12 @@ pub async fn import(S(d): S<State>, ApiJson(req): ApiJson<ImportKernelRequest>) 
 
 pub async fn remove(S(d): S<State>, Path(name): Path<String>) -> HttpResult<Kernel> {
     Ok(Json(d.delete_kernel(&name).await?))
+}
+
+pub async fn build(
+    S(d): S<State>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<BuildKernelRequest>,
+) -> Response {
+    operation(&headers, move |p| async move { d.build_kernel(req, &p).await }).await
 }

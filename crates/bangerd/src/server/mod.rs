@@ -13,6 +13,7 @@
 //!    answer with an NDJSON event stream when the client asks for one
 //!    ([`operation`]).
 
+mod agent;
 mod images;
 mod kernels;
 mod system;
@@ -41,16 +42,24 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<State>)> {
         (Method::GET, "/v1/config", get(system::config)),
         (Method::GET, "/v1/kernels", get(kernels::list)),
         (Method::POST, "/v1/kernels", post(kernels::import)),
+        (Method::POST, "/v1/kernels/build", post(kernels::build)),
         (Method::GET, "/v1/kernels/{name}", get(kernels::show)),
         (Method::DELETE, "/v1/kernels/{name}", delete(kernels::remove)),
         (Method::GET, "/v1/images", get(images::list)),
         (Method::POST, "/v1/images", post(images::register)),
+        (Method::POST, "/v1/images/build", post(images::build)),
         (Method::GET, "/v1/images/{image}", get(images::show)),
         (Method::DELETE, "/v1/images/{image}", delete(images::remove)),
         (Method::GET, "/v1/vms", get(vms::list)),
         (Method::POST, "/v1/vms", post(vms::create)),
         (Method::GET, "/v1/vms/{vm}", get(vms::show)),
         (Method::DELETE, "/v1/vms/{vm}", delete(vms::remove)),
+        (Method::POST, "/v1/vms/{vm}/start", post(vms::start)),
+        (Method::POST, "/v1/vms/{vm}/stop", post(vms::stop)),
+        (Method::POST, "/v1/vms/{vm}/restart", post(vms::restart)),
+        (Method::POST, "/v1/vms/{vm}/kill", post(vms::kill)),
+        (Method::GET, "/v1/vms/{vm}/logs", get(vms::logs)),
+        (Method::POST, "/v1/vms/{vm}/agent", post(agent::connect)),
     ]
 }
 
@@ -132,6 +141,17 @@ where
             )),
         }
     }
+}
+
+/// Parses an optional JSON body: empty means `T::default()`.
+pub fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::invalid(format!("Malformed request body: {e}"))
+            .with_hint("send a JSON object as described in api/openapi.json")
+    })
 }
 
 /// Runs a possibly long operation. It runs in its own task, so a client

@@ -16,6 +16,8 @@ pub async fn version(extract::State(d): extract::State<State>) -> HttpResult<Dae
         log_path: d.paths.daemon_log().display().to_string(),
         state_dir: d.paths.state_dir.display().to_string(),
         started_at: rfc3339(d.started_at_ms),
+        exe: d.exe.0.clone(),
+        exe_mtime_ms: d.exe.1,
     }))
 }
 

@@ -1,11 +1,14 @@
 //! `/v1/vms`.
 
-use super::{operation, ApiJson, HttpResult, State};
-use axum::extract::{Path, State as S};
-use axum::http::HeaderMap;
-use axum::response::Response;
+use super::{operation, ApiJson, HttpError, HttpResult, State};
+use crate::service::lifecycle::DEFAULT_STOP_TIMEOUT;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State as S};
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
-use banger_api::{CreateVmRequest, Vm};
+use banger_api::{ApiError, CreateVmRequest, StopVmRequest, Vm};
+use std::time::Duration;
 
 pub async fn list(S(d): S<State>) -> HttpResult<Vec<Vm>> {
     Ok(Json(d.list_vms()?))
@@ -21,4 +24,66 @@ pub async fn create(S(d): S<State>, headers: HeaderMap, ApiJson(req): ApiJson<Cr
 
 pub async fn remove(S(d): S<State>, Path(vm): Path<String>) -> HttpResult<Vm> {
     Ok(Json(d.delete_vm(&vm).await?))
+}
+
+pub async fn start(S(d): S<State>, headers: HeaderMap, Path(vm): Path<String>) -> Response {
+    operation(&headers, move |p| async move { d.start_vm(&vm, &p).await }).await
+}
+
+/// The optional stop body: empty means the defaults.
+fn stop_timeout(body: &[u8]) -> Result<Duration, ApiError> {
+    let req: StopVmRequest = super::optional_json(body)?;
+    match req.timeout_secs {
+        None => Ok(DEFAULT_STOP_TIMEOUT),
+        Some(s) if s <= 3600 => Ok(Duration::from_secs(s)),
+        Some(s) => Err(ApiError::invalid(format!("Stop timeout {s} s is out of range"))
+            .with_hint("use 0 to 3600 seconds")),
+    }
+}
+
+pub async fn stop(S(d): S<State>, Path(vm): Path<String>, body: Bytes) -> HttpResult<Vm> {
+    let timeout = stop_timeout(&body)?;
+    Ok(Json(d.stop_vm(&vm, timeout).await?))
+}
+
+pub async fn restart(S(d): S<State>, headers: HeaderMap, Path(vm): Path<String>, body: Bytes) -> Response {
+    let timeout = match stop_timeout(&body) {
+        Ok(t) => t,
+        Err(e) => return HttpError(e).into_response(),
+    };
+    operation(&headers, move |p| async move { d.restart_vm(&vm, timeout, &p).await }).await
+}
+
+pub async fn kill(S(d): S<State>, Path(vm): Path<String>) -> HttpResult<Vm> {
+    Ok(Json(d.kill_vm(&vm).await?))
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct LogsQuery {
+    #[serde(default)]
+    follow: bool,
+}
+
+/// The serial console, whole; with `follow=true` the stream stays open and
+/// carries new output until the VM stops or the client leaves.
+pub async fn logs(
+    S(d): S<State>,
+    Path(vm): Path<String>,
+    Query(q): Query<LogsQuery>,
+) -> Result<Response, HttpError> {
+    let rec = d.find_vm(&vm)?;
+    let path = std::path::Path::new(&rec.vm_dir).join("console.log");
+    let body = if q.follow {
+        Body::from_stream(crate::service::logs::follow(d.clone(), rec.id.clone(), path))
+    } else {
+        let bytes = match tokio::fs::read(&path).await {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => {
+                return Err(HttpError(ApiError::internal(format!("Cannot read {}: {e}", path.display()))))
+            }
+        };
+        Body::from(bytes)
+    };
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response())
 }

@@ -1,17 +1,108 @@
-//! Booting and stopping VMs. (Engines arrive in the next step; until then a
-//! start reports that no engine can run.)
+//! Booting and stopping VMs, and keeping the record true to the host.
+//!
+//! Start: prepare the VM's disk → take a tap on the bridge → launch the
+//! engine (configure + start) → record `handles.json` → wait for the guest
+//! agent's health → `running`. Any failure on the way kills what was
+//! launched, removes the tap and sockets, and leaves the VM in `error`
+//! with the reason (and the console's last lines) in `last_error`.
+//!
+//! Stop: ask the agent to shut the guest down (it syncs first), fall back
+//! to the engine's own request (ACPI power button, Ctrl-Alt-Del), and kill
+//! after the timeout. Kill: SIGKILL now.
+//!
+//! A watcher per running VM notices when the engine process exits on its
+//! own; the VM then goes to `error` with the console's tail, and its
+//! runtime is cleaned. Engines live in their own sessions: a daemon that
+//! stops or crashes leaves them running, and [`Daemon::reconcile`] adopts
+//! them again at the next start (PID + start time + command line).
 
 use super::{host, Daemon, Progress};
 use crate::config::EngineChoice;
-use crate::error::Result;
-use banger_api::{ApiError, Vm, VmRuntime};
+use crate::error::{join_errors, store_err, Result};
+use crate::util::{now_ms, rfc3339};
+use banger_agent_proto::client::call;
+use banger_agent_proto::{connect_uds, Health, Op, AGENT_PORT};
+use banger_api::{ApiError, Vm, VmRuntime, VmState};
+use banger_engine::qemu::Qemu;
+use banger_engine::{
+    process, Accel, AnyEngine, BootSource, Drive, Engine, EngineError, EngineKind, Handles, MachineConfig,
+    NetworkInterface, VmSpec,
+};
 use banger_store::VmRecord;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Default time a stop waits for a clean shutdown before killing.
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Guest context id: each VM has its own vsock device and socket, so every
+/// guest can use the same one.
+const GUEST_CID: u32 = 3;
+
+/// A live engine process for one VM.
+#[derive(Debug)]
+pub struct Runtime {
+    pub handles: Handles,
+    /// Distinguishes this launch from later ones of the same VM.
+    pub generation: u64,
+    /// Set before we stop or kill the engine ourselves, so its exit is not
+    /// taken for a crash.
+    expected_exit: AtomicBool,
+    exited: watch::Receiver<bool>,
+}
+
+impl Runtime {
+    /// Resolves once the engine process has exited.
+    async fn wait_exit(&self) {
+        let mut rx = self.exited.clone();
+        let _ = rx.wait_for(|e| *e).await;
+    }
+
+    fn has_exited(&self) -> bool {
+        *self.exited.borrow()
+    }
+}
+
+fn handles_path(vm_dir: &Path) -> PathBuf {
+    vm_dir.join("handles.json")
+}
+
+/// The last lines of the serial console, for error messages.
+pub fn console_tail(vm_dir: &Path, lines: usize) -> String {
+    process::tail(&vm_dir.join("console.log"), lines)
+}
+
+fn engine_err(e: EngineError, vm: &str) -> ApiError {
+    match e {
+        EngineError::Missing { what, hint } => {
+            ApiError::unavailable(format!("{what} not found")).with_hint(hint)
+        }
+        EngineError::Unsupported(m) => ApiError::precondition(m),
+        EngineError::Launch(m) | EngineError::Api(m) => ApiError::internal(format!("VM {vm:?}: {m}"))
+            .with_hint(format!("see `banger vm logs {vm}` and the logs in its VM dir")),
+        EngineError::Io(e) => ApiError::internal(format!("VM {vm:?}: {e}")),
+    }
+}
 
 impl Daemon {
+    pub(crate) fn runtime(&self, id: &str) -> Option<Arc<Runtime>> {
+        self.runtimes.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+    }
+
     /// Live runtime facts for `vm show`; `None` when no engine runs.
-    pub fn runtime_view(&self, _id: &str) -> Option<VmRuntime> {
-        None
+    pub fn runtime_view(&self, id: &str) -> Option<VmRuntime> {
+        let rt = self.runtime(id)?;
+        let h = &rt.handles;
+        Some(VmRuntime {
+            pid: h.vmm.pid,
+            accel: h.accel.as_str().into(),
+            tap: h.tap.clone(),
+            started_at: rfc3339(h.started_at_ms),
+            console_log: h.console_log.display().to_string(),
+        })
     }
 
     /// Picks the engine for a new VM and says why.
@@ -25,42 +116,591 @@ impl Daemon {
         let kvm = host::kvm_status();
         let fc = host::find_binary(self.config.firecracker_bin.as_deref(), "firecracker", &[]);
         match choice {
-            EngineChoice::Qemu => Ok(("qemu".into(), format!("requested; {}", kvm.reason))),
+            EngineChoice::Qemu => Ok(("qemu".into(), format!("requested; {}", qemu_accel_reason(&kvm)))),
             EngineChoice::Firecracker => match fc {
-                Some(p) => Ok(("firecracker".into(), format!("requested; using {}", p.display()))),
+                Some(p) if kvm.usable => {
+                    Ok(("firecracker".into(), format!("requested; using {}", p.display())))
+                }
+                Some(p) => Ok((
+                    "firecracker".into(),
+                    format!("requested; using {} although {}", p.display(), kvm.reason),
+                )),
                 None => Err(ApiError::unavailable("Firecracker was requested but is not installed")
                     .with_hint(
-                        "install firecracker from its releases and put it on PATH, or set firecracker_bin",
-                    )),
+                    "install firecracker from its GitHub releases and put it on PATH, or set firecracker_bin",
+                )),
             },
             EngineChoice::Auto => match (kvm.usable, fc) {
                 (true, Some(p)) => Ok((
                     "firecracker".into(),
-                    format!("auto: KVM is usable and firecracker is at {}", p.display()),
+                    format!("auto: KVM runs ordinary guests and firecracker is at {}", p.display()),
                 )),
-                (true, None) => Ok(("qemu".into(), "auto: firecracker is not installed".into())),
-                (false, _) => Ok(("qemu".into(), format!("auto: {}", kvm.reason))),
+                (true, None) => {
+                    Ok(("qemu".into(), "auto: firecracker is not installed; qemu with KVM".into()))
+                }
+                (false, _) => Ok(("qemu".into(), format!("auto: {}; qemu with TCG emulation", kvm.reason))),
             },
         }
     }
 
-    pub async fn start_vm(self: &Arc<Self>, id: &str, _progress: &Progress) -> Result<Vm> {
-        let vm = self.find_vm(id)?;
-        Err(ApiError::unavailable(format!(
-            "VM {:?} was created but cannot be started: no engine is available yet",
-            vm.name
-        ))
-        .with_hint("create VMs with --no-start for now"))
+    /// The engine implementation for a VM's recorded engine.
+    pub(crate) fn engine(&self, kind: EngineKind) -> Result<AnyEngine> {
+        match kind {
+            EngineKind::Qemu => {
+                let qemu_bin = host::find_binary(self.config.qemu_bin.as_deref(), "qemu-system-x86_64", &[])
+                    .ok_or_else(|| {
+                        ApiError::unavailable("qemu-system-x86_64 not found")
+                            .with_hint("install it with `apt-get install qemu-system-x86`, or set qemu_bin")
+                    })?;
+                let vhost_vsock_bin = host::find_binary(
+                    self.config.vhost_vsock_bin.as_deref(),
+                    "vhost-device-vsock",
+                    &host::cargo_bin_dir(),
+                )
+                .ok_or_else(|| {
+                    ApiError::unavailable(
+                        "vhost-device-vsock not found (QEMU VMs need it for the agent channel)",
+                    )
+                    .with_hint("install it with `cargo install vhost-device-vsock`, or set vhost_vsock_bin")
+                })?;
+                Ok(AnyEngine::Qemu(Qemu { qemu_bin, vhost_vsock_bin }))
+            }
+            EngineKind::Firecracker => {
+                let bin = host::find_binary(self.config.firecracker_bin.as_deref(), "firecracker", &[])
+                    .ok_or_else(|| {
+                        ApiError::unavailable("firecracker not found")
+                            .with_hint("install firecracker and put it on PATH, or set firecracker_bin")
+                    })?;
+                Ok(AnyEngine::Firecracker(banger_engine::firecracker::Firecracker { bin }))
+            }
+        }
     }
 
-    /// Stops whatever runs for a VM that is being deleted.
-    pub async fn teardown_for_delete(&self, _vm: &VmRecord) -> std::result::Result<(), String> {
+    fn set_state(&self, id: &str, state: VmState, last_error: Option<&str>) {
+        if let Err(e) = self.store.set_vm_state(id, state.as_str(), last_error, now_ms()) {
+            tracing::error!(vm = id, "cannot record state {state}: {e}");
+        }
+    }
+
+    fn reload(&self, id: &str) -> Result<VmRecord> {
+        self.store.get_vm(id).map_err(store_err)?.ok_or_else(|| {
+            ApiError::not_found(format!("VM {id:?} not found")).with_hint("list VMs with `banger vm list`")
+        })
+    }
+
+    /// Boots a VM and waits for its agent. Starting a running VM is a no-op.
+    pub async fn start_vm(self: &Arc<Self>, reference: &str, progress: &Progress) -> Result<Vm> {
+        let vm = self.find_vm(reference)?;
+        let _lock = self.vm_locks.lock(&vm.id).await;
+        let vm = self.reload(&vm.id)?;
+        if self.runtime(&vm.id).is_some() {
+            return Ok(self.vm_to_api(&vm));
+        }
+        self.set_state(&vm.id, VmState::Starting, None);
+        let t0 = Instant::now();
+        match self.boot(&vm, progress).await {
+            Ok(()) => {
+                self.set_state(&vm.id, VmState::Running, None);
+                tracing::info!(vm = %vm.name, ms = t0.elapsed().as_millis() as u64, "VM running");
+                Ok(self.vm_to_api(&self.reload(&vm.id)?))
+            }
+            Err(e) => {
+                let leftovers = match self.runtime(&vm.id) {
+                    Some(rt) => {
+                        rt.expected_exit.store(true, Ordering::SeqCst);
+                        self.teardown_runtime(&vm, Some(&rt.handles)).await
+                    }
+                    None => self.teardown_runtime(&vm, None).await,
+                };
+                let mut msg = e.message.clone();
+                if let Some(l) = join_errors(leftovers) {
+                    msg.push_str(&format!(" (cleanup: {l})"));
+                }
+                self.set_state(&vm.id, VmState::Error, Some(&msg));
+                tracing::warn!(vm = %vm.name, "start failed: {msg}");
+                Err(e)
+            }
+        }
+    }
+
+    async fn boot(self: &Arc<Self>, vm: &VmRecord, progress: &Progress) -> Result<()> {
+        let kind = EngineKind::parse(&vm.engine).ok_or_else(|| {
+            ApiError::internal(format!("VM {:?} has an unknown engine {:?}", vm.name, vm.engine))
+        })?;
+        let engine = self.engine(kind)?;
+        let image = self.image_record(&vm.image_id)?;
+        let kernel = self.kernel_record(&image.kernel)?;
+        for (what, p) in [("image rootfs", &image.rootfs_path), ("kernel", &kernel.vmlinux_path)] {
+            if !Path::new(p).is_file() {
+                return Err(ApiError::precondition(format!("The {what} {p} of VM {:?} is missing", vm.name))
+                    .with_hint("re-create the image or kernel, or delete the VM"));
+            }
+        }
+        let vm_dir = PathBuf::from(&vm.vm_dir);
+        let run_dir = self.paths.vm_run_dir(&vm.id);
+        if run_dir.as_os_str().len() + "/vsock.sock_4294967295".len() > 107 {
+            return Err(ApiError::precondition(format!(
+                "The runtime dir {} is too long for Unix socket paths",
+                run_dir.display()
+            ))
+            .with_hint("set XDG_RUNTIME_DIR to a shorter directory"));
+        }
+        let _ = std::fs::remove_dir_all(&run_dir);
+        std::fs::create_dir_all(&run_dir)
+            .map_err(|e| ApiError::internal(format!("Cannot create {}: {e}", run_dir.display())))?;
+        std::fs::create_dir_all(&vm_dir)
+            .map_err(|e| ApiError::internal(format!("Cannot create {}: {e}", vm_dir.display())))?;
+
+        // The VM's own disk, created on first start (milliseconds, sparse).
+        let disk = vm_dir.join("disk.ext4");
+        if !disk.exists() {
+            progress.phase(
+                "disk",
+                format!("creating a {} disk", banger_api::validate::format_mib(vm.disk_size_mib)),
+            );
+            let size = vm.disk_size_mib;
+            let d = disk.clone();
+            tokio::task::spawn_blocking(move || banger_image::ext4::create_vm_disk(&d, size))
+                .await
+                .map_err(|e| ApiError::internal(format!("disk task: {e}")))?
+                .map_err(|e| {
+                    ApiError::internal(format!("Cannot create the disk of VM {:?}: {e:#}", vm.name))
+                })?;
+        }
+
+        // Network: a tap on the bridge, the address on the command line.
+        let mut cmdline = format!(
+            "console=ttyS0 reboot=k panic=1 pci=off quiet root=/dev/vda ro rootfstype=ext4 \
+             init=/sbin/banger-init banger.hostname={}",
+            vm.name
+        );
+        let mut interfaces = Vec::new();
+        match self.attach_network(vm).await {
+            Ok(Some(tap)) => {
+                let ip: std::net::Ipv4Addr = vm.guest_ip.parse().map_err(|_| {
+                    ApiError::internal(format!("VM {:?} has a malformed IP {:?}", vm.name, vm.guest_ip))
+                })?;
+                cmdline.push(' ');
+                cmdline.push_str(&banger_net::kernel_ip_arg(
+                    ip,
+                    &self.config.cidr,
+                    self.config.gateway(),
+                    &vm.name,
+                ));
+                interfaces.push(NetworkInterface {
+                    id: "eth0".into(),
+                    tap,
+                    mac: banger_net::guest_mac(&vm.id),
+                });
+            }
+            Ok(None) => {
+                progress.log("note: not root, so this VM has no network interface (vsock still works)")
+            }
+            Err(e) => return Err(e),
+        }
+
+        let accel = match kind {
+            EngineKind::Firecracker => Accel::Kvm,
+            EngineKind::Qemu if host::kvm_status().usable => Accel::Kvm,
+            EngineKind::Qemu => Accel::Tcg,
+        };
+        let spec = VmSpec {
+            id: vm.id.clone(),
+            boot: BootSource {
+                kernel: kernel.vmlinux_path.clone().into(),
+                initrd: kernel.initrd_path.clone().map(PathBuf::from),
+                cmdline,
+            },
+            drives: vec![
+                Drive { id: "rootfs".into(), path: image.rootfs_path.clone().into(), read_only: true },
+                Drive { id: "disk".into(), path: disk, read_only: false },
+            ],
+            interfaces,
+            machine: MachineConfig { vcpu: vm.vcpu, memory_mib: vm.memory_mib },
+            vsock_cid: GUEST_CID,
+            accel,
+            run_dir,
+            vm_dir: vm_dir.clone(),
+        };
+        // A fresh console for each boot; the previous one is kept.
+        let console = spec.console_log();
+        if console.exists() {
+            let _ = std::fs::rename(&console, vm_dir.join("console.log.1"));
+        }
+        progress.phase("boot", format!("starting {} ({})", kind.as_str(), accel.as_str()));
+        let handles = engine.launch(&spec).await.map_err(|e| engine_err(e, &vm.name))?;
+        let rt = self.track(&vm.id, handles);
+        let json = serde_json::to_vec_pretty(&rt.handles).unwrap_or_default();
+        banger_image::fsutil::write_atomic(&handles_path(&vm_dir), &json).map_err(|e| {
+            ApiError::internal(format!("Cannot record the handles of VM {:?}: {e:#}", vm.name))
+        })?;
+
+        progress.phase("agent", "waiting for the guest agent");
+        let deadline = Instant::now() + Duration::from_secs(self.config.boot_timeout_secs);
+        let health = self.wait_for_agent(vm, &rt, deadline).await?;
+        tracing::info!(vm = %vm.name, init = %health.init, agent = %health.agent_version, "guest agent ready");
         Ok(())
+    }
+
+    /// Creates the VM's tap on the bridge. `None` when the daemon cannot
+    /// manage host networking (not root).
+    async fn attach_network(&self, vm: &VmRecord) -> Result<Option<String>> {
+        if !nix::unistd::geteuid().is_root() {
+            return Ok(None);
+        }
+        let bridge = banger_net::Bridge {
+            name: self.config.bridge.clone(),
+            net: self.config.cidr,
+            gateway: self.config.gateway(),
+        };
+        let tap = banger_net::tap_name(&vm.id);
+        let t = tap.clone();
+        tokio::task::spawn_blocking(move || {
+            bridge.ensure()?;
+            bridge.add_tap(&t, nix::unistd::getuid().as_raw())
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("network task: {e}")))?
+        .map_err(|e| {
+            ApiError::unavailable(format!("Cannot set up the network of VM {:?}: {e:#}", vm.name))
+                .with_hint("check that /dev/net/tun exists and that iproute2 is installed")
+        })?;
+        Ok(Some(tap))
+    }
+
+    /// Registers a launched engine and watches for its exit.
+    fn track(self: &Arc<Self>, vm_id: &str, handles: Handles) -> Arc<Runtime> {
+        let (tx, rx) = watch::channel(false);
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let rt = Arc::new(Runtime { handles, generation, expected_exit: AtomicBool::new(false), exited: rx });
+        self.runtimes.lock().unwrap_or_else(|e| e.into_inner()).insert(vm_id.to_string(), rt.clone());
+        let d = self.clone();
+        let id = vm_id.to_string();
+        let watched = rt.clone();
+        tokio::spawn(async move {
+            if let Err(e) = process::exited(&watched.handles.vmm).await {
+                tracing::warn!(vm = %id, "cannot watch the engine process: {e}; polling");
+                while process::alive(&watched.handles.vmm) {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+            let _ = tx.send(true);
+            if !watched.expected_exit.load(Ordering::SeqCst) {
+                d.on_engine_exit(&id, watched.generation).await;
+            }
+        });
+        rt
+    }
+
+    /// Polls the agent until it answers `health`, the engine exits, or the
+    /// deadline passes.
+    async fn wait_for_agent(&self, vm: &VmRecord, rt: &Runtime, deadline: Instant) -> Result<Health> {
+        let uds = rt.handles.vsock_uds.clone();
+        let attempt = async {
+            loop {
+                if let Ok(mut s) = connect_uds(&uds, AGENT_PORT).await {
+                    if let Ok(v) = call(&mut s, Op::Health).await {
+                        if let Ok(h) = serde_json::from_value::<Health>(v) {
+                            return h;
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::select! {
+            h = attempt => Ok(h),
+            _ = rt.wait_exit() => Err(ApiError::internal(format!(
+                "VM {:?}: the {} process exited during boot; console:\n{}",
+                vm.name, vm.engine, console_tail(Path::new(&vm.vm_dir), 15)
+            )).with_hint(format!("see `banger vm logs {}`", vm.name))),
+            _ = tokio::time::sleep_until(deadline.into()) => Err(ApiError::timeout(format!(
+                "VM {:?}: the guest agent did not answer within {} s; console:\n{}",
+                vm.name, self.config.boot_timeout_secs, console_tail(Path::new(&vm.vm_dir), 15)
+            )).with_hint("raise boot_timeout_secs in config.toml if the host is slow, or check the image's init")),
+        }
+    }
+
+    /// Stops a VM cleanly (agent shutdown, then the engine's request), and
+    /// kills it after `timeout`.
+    pub async fn stop_vm(self: &Arc<Self>, reference: &str, timeout: Duration) -> Result<Vm> {
+        let vm = self.find_vm(reference)?;
+        let _lock = self.vm_locks.lock(&vm.id).await;
+        let vm = self.reload(&vm.id)?;
+        self.stop_locked(&vm, timeout, false).await?;
+        Ok(self.vm_to_api(&self.reload(&vm.id)?))
+    }
+
+    /// Kills a VM's engine at once.
+    pub async fn kill_vm(self: &Arc<Self>, reference: &str) -> Result<Vm> {
+        let vm = self.find_vm(reference)?;
+        let _lock = self.vm_locks.lock(&vm.id).await;
+        let vm = self.reload(&vm.id)?;
+        self.stop_locked(&vm, Duration::ZERO, true).await?;
+        Ok(self.vm_to_api(&self.reload(&vm.id)?))
+    }
+
+    /// Stop, then start.
+    pub async fn restart_vm(
+        self: &Arc<Self>,
+        reference: &str,
+        timeout: Duration,
+        progress: &Progress,
+    ) -> Result<Vm> {
+        let vm = self.stop_vm(reference, timeout).await?;
+        self.start_vm(&vm.id, progress).await
+    }
+
+    /// Stops (or with `kill`, kills) the engine of `vm`; the caller holds
+    /// the VM's lock. A VM with no engine running just ends up `stopped`.
+    async fn stop_locked(self: &Arc<Self>, vm: &VmRecord, timeout: Duration, kill: bool) -> Result<()> {
+        let Some(rt) = self.runtime(&vm.id) else {
+            if VmState::parse(&vm.state).is_some_and(|s| s.has_runtime()) {
+                self.set_state(&vm.id, VmState::Stopped, vm.last_error.as_deref());
+            }
+            return Ok(());
+        };
+        rt.expected_exit.store(true, Ordering::SeqCst);
+        self.set_state(&vm.id, VmState::Stopping, None);
+        let kind = rt.handles.engine;
+        let engine = self.engine(kind).ok();
+        let mut how = "killed";
+        if !kill && !rt.has_exited() {
+            let asked = tokio::time::timeout(Duration::from_secs(3), async {
+                let mut s = connect_uds(&rt.handles.vsock_uds, AGENT_PORT).await.ok()?;
+                call(&mut s, Op::Shutdown).await.ok()
+            })
+            .await
+            .ok()
+            .flatten()
+            .is_some();
+            // Without the agent, the engine's own request (Ctrl-Alt-Del);
+            // when neither can be asked, waiting would only delay the kill.
+            let requested = asked
+                || match &engine {
+                    Some(e) => match e.request_stop(&rt.handles).await {
+                        Ok(()) => true,
+                        Err(err) => {
+                            tracing::info!(vm = %vm.name, "no clean stop possible: {err}");
+                            false
+                        }
+                    },
+                    None => false,
+                };
+            if requested && tokio::time::timeout(timeout, rt.wait_exit()).await.is_ok() {
+                how = "stopped";
+            }
+        }
+        if !rt.has_exited() {
+            match &engine {
+                Some(e) => e.kill(&rt.handles),
+                None => {
+                    for p in std::iter::once(&rt.handles.vmm).chain(&rt.handles.helpers) {
+                        process::kill(p, nix::sys::signal::Signal::SIGKILL);
+                    }
+                }
+            }
+            if tokio::time::timeout(Duration::from_secs(5), rt.wait_exit()).await.is_err() {
+                let msg = format!("the {} process (pid {}) did not die", kind.as_str(), rt.handles.vmm.pid);
+                self.set_state(&vm.id, VmState::Error, Some(&msg));
+                return Err(ApiError::internal(format!("VM {:?}: {msg}", vm.name)));
+            }
+        }
+        let errors = self.teardown_runtime(vm, Some(&rt.handles)).await;
+        match join_errors(errors) {
+            None => {
+                tracing::info!(vm = %vm.name, "VM {how}");
+                self.set_state(&vm.id, VmState::Stopped, None);
+                Ok(())
+            }
+            Some(msg) => {
+                self.set_state(&vm.id, VmState::Error, Some(&format!("cleanup after stop: {msg}")));
+                Err(ApiError::internal(format!("VM {:?} stopped, but cleanup failed: {msg}", vm.name)))
+            }
+        }
+    }
+
+    /// Removes everything a launch created: helper and engine processes
+    /// still alive, the tap, the sockets, `handles.json`. Every step runs;
+    /// the errors are returned together.
+    pub(crate) async fn teardown_runtime(&self, vm: &VmRecord, handles: Option<&Handles>) -> Vec<String> {
+        let mut errors = Vec::new();
+        if let Some(h) = handles {
+            for p in std::iter::once(&h.vmm).chain(&h.helpers) {
+                process::kill(p, nix::sys::signal::Signal::SIGKILL);
+            }
+            // Give the kernel a moment to release the tap the engine held.
+            for p in std::iter::once(&h.vmm).chain(&h.helpers) {
+                let deadline = Instant::now() + Duration::from_secs(3);
+                while process::alive(p) && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                if process::alive(p) {
+                    errors.push(format!("{} (pid {}) is still running", p.name, p.pid));
+                }
+            }
+        }
+        let tap = banger_net::tap_name(&vm.id);
+        if banger_net::link_exists(&tap) {
+            if let Err(e) = tokio::task::spawn_blocking(move || banger_net::delete_tap(&tap))
+                .await
+                .unwrap_or_else(|e| Err(e.into()))
+            {
+                errors.push(format!("{e:#}"));
+            }
+        }
+        let run_dir = self.paths.vm_run_dir(&vm.id);
+        if let Err(e) = std::fs::remove_dir_all(&run_dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                errors.push(format!("cannot remove {}: {e}", run_dir.display()));
+            }
+        }
+        let hp = handles_path(Path::new(&vm.vm_dir));
+        if let Err(e) = std::fs::remove_file(&hp) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                errors.push(format!("cannot remove {}: {e}", hp.display()));
+            }
+        }
+        self.runtimes.lock().unwrap_or_else(|e| e.into_inner()).remove(&vm.id);
+        errors
+    }
+
+    /// The engine of a VM exited without being asked to.
+    async fn on_engine_exit(self: Arc<Self>, vm_id: &str, generation: u64) {
+        let _lock = self.vm_locks.lock(vm_id).await;
+        let Some(rt) = self.runtime(vm_id) else { return };
+        if rt.generation != generation {
+            return; // a newer launch; this exit was already dealt with
+        }
+        let Ok(vm) = self.reload(vm_id) else { return };
+        let tail = console_tail(Path::new(&vm.vm_dir), 15);
+        let engine_log = match rt.handles.engine {
+            EngineKind::Qemu => process::tail(&Path::new(&vm.vm_dir).join("qemu.log"), 3),
+            EngineKind::Firecracker => process::tail(&Path::new(&vm.vm_dir).join("firecracker.log"), 3),
+        };
+        let mut msg = format!("the {} process exited unexpectedly", rt.handles.engine.as_str());
+        if !engine_log.is_empty() {
+            msg.push_str(&format!("; engine log:\n{engine_log}"));
+        }
+        msg.push_str(&format!("\nconsole:\n{tail}"));
+        let errors = self.teardown_runtime(&vm, Some(&rt.handles)).await;
+        if let Some(e) = join_errors(errors) {
+            msg.push_str(&format!("\ncleanup: {e}"));
+        }
+        tracing::warn!(vm = %vm.name, "engine exited unexpectedly");
+        self.set_state(vm_id, VmState::Error, Some(&msg));
+    }
+
+    /// Stops whatever runs for a VM that is being deleted; the caller holds
+    /// the VM's lock.
+    pub async fn teardown_for_delete(self: &Arc<Self>, vm: &VmRecord) -> std::result::Result<(), String> {
+        if self.runtime(&vm.id).is_some() {
+            self.stop_locked(vm, DEFAULT_STOP_TIMEOUT, false).await.map_err(|e| e.message)?;
+        } else {
+            // Leftovers of an earlier crash: a tap, sockets, handles.json.
+            if let Some(e) = join_errors(self.teardown_runtime(vm, None).await) {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings the records in line with the host after a daemon (re)start:
+    /// adopts engines still running, and marks VMs whose engine died while
+    /// no daemon watched as `error`, cleaning their leftovers.
+    pub async fn reconcile(self: &Arc<Self>) {
+        let vms = match self.store.list_vms() {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!("reconcile: cannot list VMs: {e}");
+                return;
+            }
+        };
+        for vm in &vms {
+            let state = VmState::parse(&vm.state).unwrap_or(VmState::Error);
+            let handles: Option<Handles> = std::fs::read(handles_path(Path::new(&vm.vm_dir)))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            let live = handles.as_ref().filter(|h| process::cmdline_contains(&h.vmm, &vm.id)).cloned();
+            match (state.has_runtime(), live) {
+                (true, Some(h)) => {
+                    let rt = self.track(&vm.id, h);
+                    if state == VmState::Running || state == VmState::Paused {
+                        tracing::info!(vm = %vm.name, pid = rt.handles.vmm.pid, "adopted running VM");
+                        continue;
+                    }
+                    // It was starting or stopping when the daemon went away:
+                    // keep it if its agent answers, else finish it off.
+                    let deadline = Instant::now() + Duration::from_secs(2);
+                    if self.wait_for_agent(vm, &rt, deadline).await.is_ok() {
+                        self.set_state(&vm.id, VmState::Running, None);
+                        tracing::info!(vm = %vm.name, "adopted VM that finished booting");
+                    } else {
+                        rt.expected_exit.store(true, Ordering::SeqCst);
+                        let errors = self.teardown_runtime(vm, Some(&rt.handles)).await;
+                        let mut msg =
+                            format!("the daemon restarted while the VM was {state}; it was stopped");
+                        if let Some(e) = join_errors(errors) {
+                            msg.push_str(&format!(" (cleanup: {e})"));
+                        }
+                        self.set_state(&vm.id, VmState::Error, Some(&msg));
+                    }
+                }
+                (true, None) => {
+                    let tail = console_tail(Path::new(&vm.vm_dir), 15);
+                    let errors = self.teardown_runtime(vm, handles.as_ref()).await;
+                    let mut msg = format!("the engine exited while no daemon was watching\nconsole:\n{tail}");
+                    if let Some(e) = join_errors(errors) {
+                        msg.push_str(&format!("\ncleanup: {e}"));
+                    }
+                    tracing::warn!(vm = %vm.name, "engine gone after daemon restart");
+                    self.set_state(&vm.id, VmState::Error, Some(&msg));
+                }
+                (false, live) => {
+                    // Stopped VMs may have leftovers from a crash mid-stop.
+                    if handles.is_some() || banger_net::link_exists(&banger_net::tap_name(&vm.id)) {
+                        let _ = self.teardown_runtime(vm, live.as_ref().or(handles.as_ref())).await;
+                    }
+                }
+            }
+        }
+        // Taps of VMs that no longer exist.
+        let known: Vec<String> = vms.iter().map(|v| banger_net::tap_name(&v.id)).collect();
+        for tap in banger_net::list_taps() {
+            if !known.contains(&tap) {
+                let _ = banger_net::delete_tap(&tap);
+            }
+        }
+    }
+}
+
+fn qemu_accel_reason(kvm: &host::KvmStatus) -> String {
+    if kvm.usable {
+        "qemu with KVM".into()
+    } else {
+        format!("{}; qemu with TCG emulation", kvm.reason)
     }
 }
 
 impl Daemon {
-    /// Brings the VMs recorded as running in line with the host after a
-    /// daemon (re)start.
-    pub async fn reconcile(self: &Arc<Self>) {}
+    /// A fresh connection to a running VM's guest agent.
+    pub async fn agent_stream(&self, reference: &str) -> Result<tokio::net::UnixStream> {
+        let vm = self.find_vm(reference)?;
+        let Some(rt) = self.runtime(&vm.id) else {
+            return Err(ApiError::precondition(format!("VM {:?} is not running ({})", vm.name, vm.state))
+                .with_hint(format!("start it with `banger vm start {}`", vm.name)));
+        };
+        if VmState::parse(&vm.state) == Some(VmState::Starting) {
+            return Err(ApiError::precondition(format!("VM {:?} is still starting", vm.name))
+                .with_hint("wait for `banger vm start` to finish"));
+        }
+        // Bounded, but generous: giving up between CONNECT and OK can wedge
+        // vhost-device-vsock, so this only ends early when the VM is gone.
+        let connect = connect_uds(&rt.handles.vsock_uds, AGENT_PORT);
+        tokio::select! {
+            r = connect => r.map_err(|e| ApiError::unavailable(format!("The guest agent of VM {:?} does not answer: {e}", vm.name))
+                .with_hint(format!("the guest may be shutting down or hung; see `banger vm logs {}`, or restart it", vm.name))),
+            _ = rt.wait_exit() => Err(ApiError::precondition(format!("VM {:?} stopped", vm.name))),
+        }
+    }
 }

@@ -11,12 +11,15 @@
 //! 3. the reservation lock, held only while a name and IP are checked and the
 //!    VM row is inserted — never across I/O that can block for long.
 //!
-//! The store's own mutex is innermost and is never held across an await.
+//! The store's own mutex and the runtime map's mutex are innermost and are
+//! never held across an await.
 
+pub mod builds;
 pub mod host;
 pub mod images;
 pub mod kernels;
 pub mod lifecycle;
+pub mod logs;
 pub mod names;
 pub mod progress;
 pub mod vms;
@@ -61,6 +64,11 @@ pub struct Daemon {
     /// Short lock around name + IP reservation.
     pub reserve_lock: tokio::sync::Mutex<()>,
     pub started_at_ms: i64,
+    /// This daemon's executable and its mtime at start (see `DaemonInfo`).
+    pub exe: (String, i64),
+    /// Live engine processes, keyed by VM id.
+    pub(crate) runtimes: Mutex<HashMap<String, Arc<lifecycle::Runtime>>>,
+    pub(crate) generation: std::sync::atomic::AtomicU64,
     shutdown: Notify,
 }
 
@@ -84,6 +92,9 @@ impl Daemon {
             name_locks: LockMap::default(),
             reserve_lock: tokio::sync::Mutex::new(()),
             started_at_ms: crate::util::now_ms(),
+            exe: own_exe(),
+            runtimes: Mutex::new(HashMap::new()),
+            generation: std::sync::atomic::AtomicU64::new(0),
             shutdown: Notify::new(),
         }))
     }
@@ -99,4 +110,11 @@ impl Daemon {
     pub async fn shutdown_requested(&self) {
         self.shutdown.notified().await
     }
+}
+
+/// The running executable and its modification time in ms.
+fn own_exe() -> (String, i64) {
+    let Ok(exe) = std::env::current_exe() else { return (String::new(), 0) };
+    let mtime = crate::util::mtime_ms(&exe);
+    (exe.display().to_string(), mtime)
 }

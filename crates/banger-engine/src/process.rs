@@ -1,0 +1,154 @@
+//! Engine processes: started detached in their own session, found again by
+//! PID + start time + command line, watched through a pidfd.
+
+use crate::ProcessRef;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::Path;
+use std::process::Stdio;
+
+/// Spawns `cmd` in a new session with stdin closed and stdout/stderr
+/// appended to `log`. The process outlives the daemon.
+pub fn spawn_detached(
+    cmd: &mut tokio::process::Command,
+    log: &Path,
+    name: &str,
+) -> std::io::Result<(tokio::process::Child, ProcessRef)> {
+    let out = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+    cmd.stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out).kill_on_drop(false);
+    // SAFETY: runs in the forked child before exec; setsid(2) is
+    // async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+    let child = cmd.spawn()?;
+    let pid = child.id().ok_or_else(|| std::io::Error::other("the process exited at once"))?;
+    let start_time = start_time(pid).unwrap_or(0);
+    Ok((child, ProcessRef { pid, start_time, name: name.to_string() }))
+}
+
+/// Field 22 of /proc/PID/stat: when the process started, in clock ticks
+/// since boot. Together with the PID it names one process for good.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces; fields after it don't.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether `p` still names a live (non-zombie) process.
+pub fn alive(p: &ProcessRef) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", p.pid)) else {
+        return false;
+    };
+    let state = stat.rfind(')').and_then(|i| stat[i + 2..].chars().next());
+    if state == Some('Z') || state == Some('X') {
+        return false;
+    }
+    p.start_time == 0 || start_time(p.pid) == Some(p.start_time)
+}
+
+/// Whether the live process `p` has `needle` in its command line.
+pub fn cmdline_contains(p: &ProcessRef, needle: &str) -> bool {
+    alive(p)
+        && std::fs::read(format!("/proc/{}/cmdline", p.pid))
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " ").contains(needle))
+            .unwrap_or(false)
+}
+
+/// Sends `sig` to `p` if it is still the same process.
+pub fn kill(p: &ProcessRef, sig: nix::sys::signal::Signal) {
+    if alive(p) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.pid as i32), sig);
+    }
+}
+
+/// Resolves when `p` exits. Works for processes that are not our children
+/// (after a daemon restart), through a pidfd. Does not reap.
+pub async fn exited(p: &ProcessRef) -> std::io::Result<()> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, p.pid as libc::pid_t, 0) };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ESRCH) {
+            return Ok(()); // already gone
+        }
+        return Err(e);
+    }
+    // SAFETY: fd is a fresh pidfd that nothing else owns.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    if !alive(p) {
+        return Ok(()); // the PID was recycled before we opened it
+    }
+    // SAFETY: the AsyncFd owns `owned` for its whole life.
+    let afd =
+        unsafe { tokio::io::unix::AsyncFd::register_with_interest(owned, tokio::io::Interest::READABLE) }
+            .map_err(std::io::Error::from)?;
+    let _ = afd.readable().await?;
+    Ok(())
+}
+
+/// Polls for `path` to appear, up to `timeout`; fails early if `p` dies.
+pub async fn wait_for_path(path: &Path, p: &ProcessRef, timeout: std::time::Duration) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if path.exists() {
+            return Ok(());
+        }
+        if !alive(p) {
+            return Err(format!("{} exited before creating {}", p.name, path.display()));
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("{} did not create {} within {:?}", p.name, path.display(), timeout));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+}
+
+/// The last `n` lines of a log file, for error messages.
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn detached_process_is_tracked() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("log");
+        let mut cmd = tokio::process::Command::new("sh");
+        cmd.args(["-c", "echo started; sleep 30"]);
+        let (mut child, p) = spawn_detached(&mut cmd, &log, "sh").unwrap();
+        assert!(alive(&p));
+        assert!(p.start_time > 0);
+        assert!(cmdline_contains(&p, "sleep 30"));
+        assert!(!cmdline_contains(&p, "nope"));
+        // Its own session.
+        let sid = nix::unistd::getsid(Some(nix::unistd::Pid::from_raw(p.pid as i32))).unwrap();
+        assert_eq!(sid.as_raw(), p.pid as i32);
+        for _ in 0..200 {
+            if tail(&log, 5).contains("started") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(tail(&log, 5).contains("started"), "stdout did not reach the log");
+        let watcher = {
+            let p = p.clone();
+            tokio::spawn(async move { exited(&p).await })
+        };
+        kill(&p, nix::sys::signal::Signal::SIGKILL);
+        child.wait().await.unwrap();
+        watcher.await.unwrap().unwrap();
+        assert!(!alive(&p));
+        // A wrong start time is not our process.
+        let me = ProcessRef { pid: std::process::id(), start_time: 1, name: "x".into() };
+        assert!(!alive(&me));
+    }
+}

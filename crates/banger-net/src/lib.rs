@@ -1,0 +1,148 @@
+//! banger's host network: one bridge, one tap device per running VM, and
+//! the guest's static address passed on the kernel command line.
+//!
+//! Every operation goes through `ip` (iproute2) by direct argv, never a
+//! shell, with names checked first: only interfaces named by banger's rules
+//! are ever created or deleted.
+
+use anyhow::{bail, Context};
+use ipnet::Ipv4Net;
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::process::Command;
+
+/// Prefix of every tap device banger creates (`bg` + the VM id).
+pub const TAP_PREFIX: &str = "bg";
+
+/// The tap device of VM `id`: `bg` + its 12-hex-digit id (14 bytes; the
+/// kernel allows 15).
+pub fn tap_name(id: &str) -> String {
+    format!("{TAP_PREFIX}{id}")
+}
+
+/// A locally administered, stable MAC address derived from the VM id.
+pub fn guest_mac(id: &str) -> String {
+    let hex: String =
+        id.chars().filter(|c| c.is_ascii_hexdigit()).chain(std::iter::repeat('0')).take(10).collect();
+    let b: Vec<&str> = (0..5).map(|i| &hex[i * 2..i * 2 + 2]).collect();
+    format!("06:{}:{}:{}:{}:{}", b[0], b[1], b[2], b[3], b[4])
+}
+
+/// The kernel's `ip=` argument for a static guest address.
+pub fn kernel_ip_arg(guest: Ipv4Addr, net: &Ipv4Net, gateway: Ipv4Addr, hostname: &str) -> String {
+    format!("ip={guest}::{gateway}:{}:{hostname}:eth0:off", net.netmask())
+}
+
+/// Checks an interface name: 1–15 of `[A-Za-z0-9_-]`.
+pub fn check_ifname(name: &str) -> anyhow::Result<()> {
+    if name.is_empty()
+        || name.len() > 15
+        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        bail!("invalid interface name {name:?}");
+    }
+    Ok(())
+}
+
+/// Whether an interface exists (in this network namespace).
+pub fn link_exists(name: &str) -> bool {
+    Path::new("/sys/class/net").join(name).exists()
+}
+
+/// banger's taps that exist now.
+pub fn list_taps() -> Vec<String> {
+    std::fs::read_dir("/sys/class/net")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| n.starts_with(TAP_PREFIX) && n.len() == TAP_PREFIX.len() + 12)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn ip(args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new("ip").args(args).output().context("Cannot run ip (install iproute2)")?;
+    if !out.status.success() {
+        bail!("ip {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+/// The bridge VMs attach to, with the gateway address on it.
+#[derive(Debug, Clone)]
+pub struct Bridge {
+    pub name: String,
+    pub net: Ipv4Net,
+    pub gateway: Ipv4Addr,
+}
+
+impl Bridge {
+    /// Creates the bridge if missing, gives it the gateway address and
+    /// brings it up. Idempotent.
+    pub fn ensure(&self) -> anyhow::Result<()> {
+        check_ifname(&self.name)?;
+        if !link_exists(&self.name) {
+            ip(&["link", "add", "name", &self.name, "type", "bridge"])
+                .with_context(|| format!("Cannot create bridge {}", self.name))?;
+        }
+        let addr = format!("{}/{}", self.gateway, self.net.prefix_len());
+        let shown = Command::new("ip").args(["-4", "-o", "addr", "show", "dev", &self.name]).output()?;
+        if !String::from_utf8_lossy(&shown.stdout).contains(&format!(" {addr} ")) {
+            ip(&["addr", "add", &addr, "dev", &self.name])
+                .with_context(|| format!("Cannot address bridge {}", self.name))?;
+        }
+        ip(&["link", "set", &self.name, "up"])
+    }
+
+    /// Creates tap `name` owned by `uid`, attached to the bridge, up.
+    pub fn add_tap(&self, name: &str, uid: u32) -> anyhow::Result<()> {
+        check_ifname(name)?;
+        if !name.starts_with(TAP_PREFIX) {
+            bail!("refusing to create {name:?}: not a banger tap name");
+        }
+        if link_exists(name) {
+            // Left over from a crash: start clean.
+            delete_tap(name)?;
+        }
+        ip(&["tuntap", "add", "dev", name, "mode", "tap", "user", &uid.to_string()])
+            .with_context(|| format!("Cannot create tap {name}"))?;
+        let attach = ip(&["link", "set", name, "master", &self.name, "up"]);
+        if let Err(e) = attach {
+            let _ = delete_tap(name);
+            return Err(e.context(format!("Cannot attach tap {name} to {}", self.name)));
+        }
+        Ok(())
+    }
+}
+
+/// Deletes a banger tap; a missing one is not an error.
+pub fn delete_tap(name: &str) -> anyhow::Result<()> {
+    check_ifname(name)?;
+    if !name.starts_with(TAP_PREFIX) {
+        bail!("refusing to delete {name:?}: not a banger tap name");
+    }
+    if !link_exists(name) {
+        return Ok(());
+    }
+    ip(&["link", "del", name]).with_context(|| format!("Cannot delete tap {name}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_addresses() {
+        assert_eq!(tap_name("0123456789ab"), "bg0123456789ab");
+        assert!(check_ifname(&tap_name("0123456789ab")).is_ok());
+        assert_eq!(guest_mac("0123456789ab"), "06:01:23:45:67:89");
+        let net: Ipv4Net = "172.30.213.0/24".parse().unwrap();
+        assert_eq!(
+            kernel_ip_arg("172.30.213.2".parse().unwrap(), &net, "172.30.213.1".parse().unwrap(), "web"),
+            "ip=172.30.213.2::172.30.213.1:255.255.255.0:web:eth0:off"
+        );
+        assert!(check_ifname("eth0; rm -rf /").is_err());
+        assert!(delete_tap("eth0").is_err(), "must refuse non-banger names");
+    }
+}

@@ -1,0 +1,197 @@
+//! `banger vm exec`: run a command in a VM through its guest agent.
+//!
+//! stdout and stderr arrive as separate streams and are written to ours;
+//! the exit status becomes ours (128+N for a signal, 124 for --timeout).
+//! Piped stdin is forwarded (with `-i`, a terminal's too). With `-t` the
+//! command gets a PTY: our terminal goes raw, window size and resizes are
+//! passed on, and Ctrl-C reaches the guest as a keystroke. Without `-t`,
+//! SIGINT/SIGTERM/SIGHUP sent to banger are forwarded to the command.
+
+use crate::client::Client;
+use banger_agent_proto::{
+    read_frame, write_frame, write_json, ExecRequest, ExitStatus, Kind, Op, Request, Response, SignalRequest,
+    WindowSize,
+};
+use bytes::Bytes;
+use clap::Args;
+use std::io::IsTerminal;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  banger vm exec web -- uname -a\n  echo data | banger vm exec web -- sha256sum\n  banger vm exec -it web -- bash\n  banger vm exec --cwd /srv --env MODE=test web -- make check"
+)]
+pub struct ExecArgs {
+    /// VM name, id or unique prefix
+    pub vm: String,
+    /// Working directory in the guest (default: the VM's workspace, else the user's home)
+    #[arg(long)]
+    pub cwd: Option<String>,
+    /// Environment variable for the command, KEY=VALUE (repeatable)
+    #[arg(short = 'e', long = "env", value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
+    /// Forward stdin even when it is a terminal
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Give the command a pseudo-terminal
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Kill the command after this long (e.g. 30, 30s, 5m) and exit 124
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// Run as this guest user (default root)
+    #[arg(long)]
+    pub user: Option<String>,
+    /// The command and its arguments
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
+}
+
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    if let Ok(n) = s.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(n));
+    }
+    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like 30, 30s or 5m: {e}"))
+}
+
+/// Exit codes for failures before the command ran, as shells use them.
+fn exit_code_for(message: &str) -> i32 {
+    if message.contains("not found") {
+        127
+    } else if message.contains("permission denied") {
+        126
+    } else {
+        125
+    }
+}
+
+pub async fn run(client: &Client, a: ExecArgs, default_cwd: Option<String>) -> anyhow::Result<i32> {
+    let stdin_tty = std::io::stdin().is_terminal();
+    let tty = a.tty && stdin_tty;
+    if a.tty && !stdin_tty {
+        eprintln!("banger: stdin is not a terminal; running without -t");
+    }
+    let size = if tty { crate::sys::window_size() } else { None };
+    let req = ExecRequest {
+        argv: a.command.clone(),
+        env: a.env.clone(),
+        cwd: a.cwd.clone().or(default_cwd),
+        tty,
+        size: size.map(|(rows, cols)| WindowSize { rows, cols }),
+        timeout_ms: a.timeout.map(|d| d.as_millis() as u64),
+        user: a.user.clone(),
+    };
+    let stream = client.agent(&a.vm).await?;
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    write_json(&mut wr, Kind::Request, &Request::new(Op::Exec(req))).await?;
+    let first =
+        read_frame(&mut rd).await?.ok_or_else(|| anyhow::anyhow!("the guest agent closed the connection"))?;
+    if let Response::Error { message } = first.json::<Response>()? {
+        eprintln!("error: {message}");
+        return Ok(exit_code_for(&message));
+    }
+
+    // One writer for everything we send: stdin, signals, resizes.
+    let (tx, mut rx) = mpsc::channel::<(Kind, Bytes)>(16);
+    let writer = tokio::spawn(async move {
+        while let Some((k, b)) = rx.recv().await {
+            if write_frame(&mut wr, k, &b).await.is_err() {
+                break;
+            }
+        }
+        wr
+    });
+    let _raw = if tty { crate::sys::RawMode::enter().ok() } else { None };
+    let forward_stdin = tty || a.interactive || !stdin_tty;
+    tokio::spawn(pump_stdin(tx.clone(), forward_stdin, tty));
+    tokio::spawn(forward_signals(tx.clone(), tty));
+
+    let mut out = tokio::io::stdout();
+    let mut err = tokio::io::stderr();
+    let status: ExitStatus = loop {
+        let Some(f) = read_frame(&mut rd).await? else {
+            anyhow::bail!(
+                "the guest agent closed the connection before the command ended (did the VM stop?)"
+            );
+        };
+        match f.kind {
+            Kind::Stdout => {
+                out.write_all(&f.payload).await?;
+                out.flush().await?;
+            }
+            Kind::Stderr => {
+                err.write_all(&f.payload).await?;
+                err.flush().await?;
+            }
+            Kind::Exit => break f.json()?,
+            _ => {}
+        }
+    };
+    drop(tx);
+    writer.abort();
+    if status.timed_out {
+        eprintln!("banger: the command timed out and was killed");
+    }
+    Ok(status.shell_code())
+}
+
+async fn pump_stdin(tx: mpsc::Sender<(Kind, Bytes)>, forward: bool, tty: bool) {
+    if forward {
+        let mut stdin = tokio::io::stdin();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match stdin.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if tx.send((Kind::Stdin, Bytes::copy_from_slice(&buf[..n]))).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        if tty {
+            return; // a terminal ends with ^D typed by the user, not EOF
+        }
+    }
+    let _ = tx.send((Kind::StdinEof, Bytes::new())).await;
+}
+
+async fn forward_signals(tx: mpsc::Sender<(Kind, Bytes)>, tty: bool) {
+    use tokio::signal::unix::{signal, SignalKind};
+    if tty {
+        let Ok(mut winch) = signal(SignalKind::window_change()) else { return };
+        while winch.recv().await.is_some() {
+            if let Some((rows, cols)) = crate::sys::window_size() {
+                let b = serde_json::to_vec(&WindowSize { rows, cols }).unwrap_or_default();
+                if tx.send((Kind::Resize, b.into())).await.is_err() {
+                    return;
+                }
+            }
+        }
+        return;
+    }
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) =
+        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()), signal(SignalKind::hangup()))
+    else {
+        return;
+    };
+    loop {
+        let sig = tokio::select! {
+            _ = int.recv() => libc::SIGINT,
+            _ = term.recv() => libc::SIGTERM,
+            _ = hup.recv() => libc::SIGHUP,
+        };
+        let b = serde_json::to_vec(&SignalRequest { signal: sig }).unwrap_or_default();
+        if tx.send((Kind::Signal, b.into())).await.is_err() {
+            return;
+        }
+    }
+}

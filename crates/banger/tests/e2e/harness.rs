@@ -1,0 +1,266 @@
+//! The e2e environment: fixtures, a network namespace, a private banger.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub const KERNEL: &str = "banger-6.1";
+pub const IMAGE: &str = "debian-bookworm";
+
+/// Where `scripts/e2e-fixtures` keeps its banger installation.
+pub fn fixtures_dir() -> PathBuf {
+    std::env::var_os("BANGER_E2E_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/var/cache/banger-e2e".into())
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.stdout, self.stderr))
+    }
+}
+
+fn on_path(prog: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file()))
+        .unwrap_or(false)
+        || std::env::var_os("HOME").is_some_and(|h| Path::new(&h).join(".cargo/bin").join(prog).is_file())
+}
+
+fn static_agent() -> Option<PathBuf> {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_banger"));
+    let target = exe.ancestors().find(|a| a.file_name().is_some_and(|n| n == "target"))?.to_path_buf();
+    ["release", "debug"]
+        .iter()
+        .map(|p| target.join("x86_64-unknown-linux-gnu").join(p).join("banger-agent"))
+        .find(|p| p.is_file())
+}
+
+/// Why e2e tests cannot run here, if they cannot.
+fn missing() -> Option<String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some("needs root (network namespaces, taps)".into());
+    }
+    let engine = engine();
+    if engine == "qemu" {
+        for p in ["qemu-system-x86_64", "vhost-device-vsock"] {
+            if !on_path(p) {
+                return Some(format!("{p} is not installed"));
+            }
+        }
+    } else if !on_path("firecracker") {
+        return Some("firecracker is not installed".into());
+    }
+    if static_agent().is_none() {
+        return Some("the static guest agent is not built (scripts/build-agent)".into());
+    }
+    let f = fixtures_dir();
+    if !f.join("vmlinux").is_file() || !f.join("rootfs.ext4").is_file() {
+        return Some(format!(
+            "the kernel/image fixtures are not in {} (scripts/e2e-fixtures builds them)",
+            f.display()
+        ));
+    }
+    None
+}
+
+/// The engine the tests ask for: `BANGER_E2E_ENGINE`, default qemu.
+pub fn engine() -> String {
+    std::env::var("BANGER_E2E_ENGINE").unwrap_or_else(|_| "qemu".into())
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A private banger in its own network namespace, with the fixture kernel
+/// and image registered under the default names.
+pub struct E2e {
+    pub dir: tempfile::TempDir,
+    pub netns: String,
+    name: String,
+}
+
+impl E2e {
+    /// `None` (after one SKIPPED line) when the host cannot run e2e tests.
+    pub fn new(test: &str) -> Option<E2e> {
+        if let Some(why) = missing() {
+            eprintln!("SKIPPED e2e test {test}: {why}");
+            return None;
+        }
+        let dir = tempfile::Builder::new().prefix("banger-e2e-").tempdir_in("/var/tmp").unwrap();
+        let netns = format!("bge2e-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst));
+        let ok = Command::new("ip").args(["netns", "add", &netns]).status().unwrap().success();
+        assert!(ok, "cannot create network namespace {netns}");
+        Command::new("ip").args(["netns", "exec", &netns, "ip", "link", "set", "lo", "up"]).status().unwrap();
+        let e = E2e { dir, netns, name: test.to_string() };
+        std::fs::create_dir_all(e.dir.path().join("config/banger")).unwrap();
+        std::fs::write(
+            e.dir.path().join("config/banger/config.toml"),
+            format!("engine = \"{}\"\nboot_timeout_secs = 120\n[vm_defaults]\nmemory = \"512M\"\n", engine()),
+        )
+        .unwrap();
+        let f = fixtures_dir();
+        e.ok(&["kernel", "import", KERNEL, "--vmlinux", f.join("vmlinux").to_str().unwrap()]);
+        e.ok(&[
+            "image",
+            "register",
+            "--name",
+            IMAGE,
+            "--rootfs",
+            f.join("rootfs.ext4").to_str().unwrap(),
+            "--kernel",
+            KERNEL,
+        ]);
+        Some(e)
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.netns, env!("CARGO_BIN_EXE_banger")])
+            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
+            .env("XDG_STATE_HOME", self.dir.path().join("state"))
+            .env("XDG_CACHE_HOME", self.dir.path().join("cache"))
+            .env("XDG_RUNTIME_DIR", self.dir.path().join("run"))
+            .env("BANGER_DAEMON_BIN", env!("CARGO_BIN_EXE_bangerd"));
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_stdin(args, None)
+    }
+
+    pub fn run_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Run {
+        use std::io::Write;
+        let mut c = self.cmd();
+        c.args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        c.stdin(if stdin.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() });
+        let mut child = c.spawn().unwrap();
+        if let Some(data) = stdin {
+            let mut s = child.stdin.take().unwrap();
+            let data = data.to_vec();
+            std::thread::spawn(move || {
+                let _ = s.write_all(&data);
+            });
+        }
+        let out = child.wait_with_output().unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub fn ok(&self, args: &[&str]) -> Run {
+        let r = self.run(args);
+        assert_eq!(
+            r.code, 0,
+            "[{}] banger {args:?} failed:\nstdout: {}\nstderr: {}",
+            self.name, r.stdout, r.stderr
+        );
+        r
+    }
+
+    pub fn vm(&self, name: &str) -> serde_json::Value {
+        self.ok(&["vm", "show", name, "--json"]).json()
+    }
+
+    /// Polls `vm show` until `pred` holds or `timeout` passes.
+    pub fn wait_for(
+        &self,
+        name: &str,
+        timeout: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.vm(name);
+            if pred(&v) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "VM {name} did not reach the expected state: {v}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn daemon_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.dir.path().join("run/banger/bangerd.lock")).ok()?.trim().parse().ok()
+    }
+
+    /// Names of network interfaces in the test's namespace.
+    pub fn links(&self) -> Vec<String> {
+        let out =
+            Command::new("ip").args(["netns", "exec", &self.netns, "ls", "/sys/class/net"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).split_whitespace().map(String::from).collect()
+    }
+
+    /// Asserts that nothing of VM `id` is left: processes, taps, dirs.
+    pub fn assert_nothing_left(&self, id: &str) {
+        let procs = processes_mentioning(id);
+        assert!(procs.is_empty(), "processes of VM {id} are left: {procs:?}");
+        let tap = format!("bg{id}");
+        assert!(!self.links().contains(&tap), "tap {tap} is left");
+        assert!(!self.dir.path().join("state/banger/vms").join(id).exists(), "VM dir left");
+        assert!(!self.dir.path().join("run/banger/vms").join(id).exists(), "runtime dir left");
+    }
+}
+
+/// Live processes whose command line mentions `needle`.
+pub fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
+        if stat.rfind(')').and_then(|i| stat[i + 2..].chars().next()) == Some('Z') {
+            continue;
+        }
+        if let Ok(c) = std::fs::read(e.path().join("cmdline")) {
+            let c = String::from_utf8_lossy(&c).replace('\0', " ");
+            if c.contains(needle) {
+                out.push((pid, c));
+            }
+        }
+    }
+    out
+}
+
+impl Drop for E2e {
+    fn drop(&mut self) {
+        // Leave nothing running: delete every VM, stop the daemon, kill by
+        // PID whatever still names this test's dirs, remove the namespace.
+        if let Ok(r) = std::panic::catch_unwind(|| self.run(&["ps", "--json"])) {
+            if let Ok(serde_json::Value::Array(vms)) = serde_json::from_str::<serde_json::Value>(&r.stdout) {
+                for v in vms {
+                    if let Some(id) = v["id"].as_str() {
+                        let _ = self.run(&["vm", "kill", id]);
+                        let _ = self.run(&["vm", "delete", id]);
+                    }
+                }
+            }
+        }
+        let daemon = self.daemon_pid();
+        let _ = self.cmd().args(["daemon", "stop"]).output();
+        if let Some(pid) = daemon {
+            if Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        let marker = self.dir.path().display().to_string();
+        for (pid, _) in processes_mentioning(&marker) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.netns]).status();
+    }
+}

@@ -1,0 +1,123 @@
+//! Boot, exec, persistence across stop/start, crash detection, daemon
+//! restart, delete leaving nothing; two VMs on one bridge.
+
+use crate::harness::E2e;
+use std::time::{Duration, Instant};
+
+#[test]
+fn lifecycle_survives_stop_crash_and_daemon_restart() {
+    let Some(e) = E2e::new("lifecycle") else { return };
+
+    let t = Instant::now();
+    let vm = e.ok(&["vm", "create", "--name", "life", "--json"]).json();
+    eprintln!("create to agent-ready: {:?}", t.elapsed());
+    assert_eq!(vm["state"], "running", "{vm}");
+    let id = vm["id"].as_str().unwrap().to_string();
+    assert_eq!(vm["engine"], crate::harness::engine());
+
+    let uname = e.ok(&["vm", "exec", "life", "--", "uname", "-r"]);
+    assert!(uname.stdout.starts_with("6.1."), "{}", uname.stdout);
+    let host = e.ok(&["vm", "exec", "life", "--", "hostname"]);
+    assert_eq!(host.stdout.trim(), "life");
+
+    // Data written and synced survives stop/start.
+    e.ok(&["vm", "exec", "life", "--", "sh", "-c", "echo persisted > /root/marker && sync"]);
+    let stopped = e.ok(&["vm", "stop", "life", "--json"]).json();
+    assert_eq!(stopped[0]["state"], "stopped");
+    assert!(crate::harness::processes_mentioning(&id).is_empty(), "engine still running after stop");
+    e.ok(&["vm", "start", "life"]);
+    let marker = e.ok(&["vm", "exec", "life", "--", "cat", "/root/marker"]);
+    assert_eq!(marker.stdout, "persisted\n");
+
+    // The engine dies on its own: the VM goes to error, with the console.
+    let pid = e.vm("life")["runtime"]["pid"].as_i64().unwrap() as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let v = e.wait_for("life", Duration::from_secs(15), |v| v["state"] == "error");
+    let err = v["last_error"].as_str().unwrap();
+    assert!(err.contains("exited unexpectedly"), "{err}");
+    assert!(err.contains("banger-init"), "last_error lacks the console tail: {err}");
+    assert!(!e.links().contains(&format!("bg{id}")), "tap left after the crash");
+    assert!(crate::harness::processes_mentioning(&id).is_empty(), "helpers left after the crash");
+
+    // It starts again, and the data is still there.
+    e.ok(&["vm", "start", "life"]);
+    assert_eq!(e.ok(&["vm", "exec", "life", "--", "cat", "/root/marker"]).stdout, "persisted\n");
+
+    // The daemon crashes while the VM runs: a new daemon adopts the VM.
+    let engine_pid = e.vm("life")["runtime"]["pid"].as_i64().unwrap();
+    let daemon = e.daemon_pid().expect("daemon pid");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon), nix::sys::signal::Signal::SIGKILL).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let after = e.vm("life"); // starts a new daemon
+    assert_ne!(e.daemon_pid(), Some(daemon));
+    assert_eq!(after["state"], "running", "{after}");
+    assert_eq!(after["runtime"]["pid"].as_i64(), Some(engine_pid));
+    assert_eq!(e.ok(&["vm", "exec", "life", "--", "cat", "/root/marker"]).stdout, "persisted\n");
+    // And a graceful daemon stop leaves it running too.
+    e.ok(&["daemon", "stop"]);
+    assert_eq!(e.vm("life")["state"], "running");
+    let stopped = e.ok(&["vm", "stop", "life", "--json"]).json();
+    assert_eq!(stopped[0]["state"], "stopped");
+
+    // Delete leaves nothing behind.
+    e.ok(&["vm", "start", "life"]);
+    e.ok(&["vm", "delete", "life"]);
+    assert_eq!(e.ok(&["ps", "--json"]).json(), serde_json::json!([]));
+    e.assert_nothing_left(&id);
+}
+
+#[test]
+fn exit_codes_and_streams() {
+    let Some(e) = E2e::new("exec") else { return };
+    e.ok(&["vm", "create", "--name", "x"]);
+    for (cmd, code) in [("exit 0", 0), ("exit 1", 1), ("exit 3", 3), ("kill -9 $$", 137)] {
+        let r = e.run(&["vm", "exec", "x", "--", "sh", "-c", cmd]);
+        assert_eq!(r.code, code, "{cmd}: {}", r.stderr);
+    }
+    let r = e.run(&["vm", "exec", "x", "--", "sh", "-c", "echo to-out; echo to-err >&2"]);
+    assert_eq!((r.stdout.as_str(), r.stderr.as_str()), ("to-out\n", "to-err\n"));
+    let r = e.run_stdin(&["vm", "exec", "x", "--", "sha256sum"], Some(b"data"));
+    assert!(
+        r.stdout.starts_with("3a6eb0790f39ac87c94f3856b2dd2c5d110e6811602261a9a923d3bb23adc8b7"),
+        "{}",
+        r.stdout
+    );
+    let r = e.run(&["vm", "exec", "x", "--timeout", "1", "--", "sleep", "30"]);
+    assert_eq!(r.code, 124);
+    let r = e.run(&["vm", "exec", "x", "--", "no-such-command"]);
+    assert_eq!(r.code, 127, "{}", r.stderr);
+    // exec on a stopped VM is refused with a hint.
+    e.ok(&["vm", "stop", "x"]);
+    let r = e.run(&["vm", "exec", "x", "--", "true"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("not running") && r.stderr.contains("hint:"), "{}", r.stderr);
+}
+
+#[test]
+fn two_vms_reach_each_other() {
+    let Some(e) = E2e::new("network") else { return };
+    let a = e.ok(&["vm", "create", "--name", "a", "--json"]).json();
+    let b = e.ok(&["vm", "create", "--name", "b", "--json"]).json();
+    assert_ne!(a["guest_ip"], b["guest_ip"]);
+    for (from, to) in [("a", &b), ("b", &a)] {
+        let ip = to["guest_ip"].as_str().unwrap();
+        // sshd answers on port 22 of the other guest, across the bridge.
+        let probe = format!("exec 3<>/dev/tcp/{ip}/22 && head -c 8 <&3");
+        let r = e.run(&["vm", "exec", from, "--timeout", "30", "--", "bash", "-c", &probe]);
+        assert_eq!(r.stdout, "SSH-2.0-", "{from} -> {ip}: {}", r.stderr);
+    }
+    // Not ext4: refused, nothing registered.
+    let r = e.run(&[
+        "image",
+        "register",
+        "--name",
+        "junk",
+        "--rootfs",
+        "/etc/hostname",
+        "--kernel",
+        crate::harness::KERNEL,
+    ]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("not an ext4"), "{}", r.stderr);
+    assert_eq!(e.ok(&["image", "list", "--json"]).json().as_array().unwrap().len(), 1);
+}

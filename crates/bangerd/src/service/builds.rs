@@ -1,0 +1,174 @@
+//! `kernel build` and `image build`: long operations that produce store
+//! entries from Debian's packages, with progress and a log file.
+
+use super::images::stage_image;
+use super::kernels::publish_kernel_files;
+use super::{Daemon, Progress};
+use crate::error::{OrInternal, Result};
+use crate::util::new_id;
+use banger_api::{validate, ApiError, BuildImageRequest, BuildKernelRequest, Image, Kernel};
+use banger_image::{ext4, golden, kernel_build};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Debian mirror for image builds.
+pub const DEBIAN_MIRROR: &str = "http://deb.debian.org/debian";
+
+impl Daemon {
+    fn build_log(&self, what: &str) -> Result<PathBuf> {
+        let dir = self.paths.cache_dir.join("logs");
+        std::fs::create_dir_all(&dir).or_internal(|| format!("Cannot create {}", dir.display()))?;
+        let stamp =
+            humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string().replace(':', "");
+        Ok(dir.join(format!("{what}-{stamp}.log")))
+    }
+
+    /// Builds a guest kernel from Debian's linux-source and registers it.
+    pub async fn build_kernel(
+        self: &Arc<Self>,
+        req: BuildKernelRequest,
+        progress: &Progress,
+    ) -> Result<Kernel> {
+        let name = req.name.unwrap_or_else(|| self.config.default_kernel.clone());
+        validate::object_name(&name, "kernel name")?;
+        self.ensure_kernel_absent(&name)?;
+        let _guard = self.name_locks.lock(&format!("kernel/{name}")).await;
+        self.ensure_kernel_absent(&name)?;
+        let log = self.build_log("kernel-build")?;
+        let missing = kernel_build::missing_packages();
+        if !missing.is_empty() {
+            if !nix::unistd::geteuid().is_root() {
+                return Err(ApiError::unavailable(format!(
+                    "Building a kernel needs these packages: {}",
+                    missing.join(" ")
+                ))
+                .with_hint(format!("install them with `{}`", kernel_build::install_hint())));
+            }
+            progress.phase("install", format!("installing {}", missing.join(" ")));
+            let (log2, p) = (log.clone(), progress.clone());
+            tokio::task::spawn_blocking(move || kernel_build::apt_install(&missing, &log2, |l| p.log(l)))
+                .await
+                .or_internal(|| "apt task".into())?
+                .map_err(|e| {
+                    ApiError::unavailable(format!("{e:#}")).with_hint(kernel_build::install_hint())
+                })?;
+        }
+        let cache = self.paths.cache_dir.clone();
+        let jobs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let p = progress.clone();
+        let log2 = log.clone();
+        let t0 = std::time::Instant::now();
+        let vmlinux = tokio::task::spawn_blocking(move || {
+            kernel_build::build(&cache, &log2, jobs, |step| match step {
+                kernel_build::Step::Phase(m) => p.phase("kernel", m),
+                kernel_build::Step::Compiled(n, total) => p.progress("compiling", n, Some(total)),
+            })
+        })
+        .await
+        .or_internal(|| "kernel build task".into())?
+        .map_err(|e| {
+            ApiError::internal(format!("Kernel build failed: {e:#}"))
+                .with_hint(format!("see {}", log.display()))
+        })?;
+        tracing::info!(secs = t0.elapsed().as_secs(), "kernel built");
+        progress.phase("register", format!("registering kernel {name}"));
+        let kernels_dir = self.paths.kernels_dir();
+        let n = name.clone();
+        let (vmlinux, initrd, sha) =
+            tokio::task::spawn_blocking(move || publish_kernel_files(&kernels_dir, &n, &vmlinux, None))
+                .await
+                .or_internal(|| "kernel publish task".into())?
+                .or_internal(|| format!("Cannot store kernel {name:?}"))?;
+        self.record_kernel(&name, vmlinux, initrd, sha, "build")
+    }
+
+    /// Builds the Debian golden image with debootstrap and registers it.
+    pub async fn build_image(self: &Arc<Self>, req: BuildImageRequest, progress: &Progress) -> Result<Image> {
+        let name = req.name.unwrap_or_else(|| self.config.default_image.clone());
+        validate::object_name(&name, "image name")?;
+        if let Some(s) = req.size_mib {
+            validate::disk_size_mib(s)?;
+        }
+        let kernel = req.kernel.unwrap_or_else(|| self.config.default_kernel.clone());
+        self.kernel_record(&kernel).map_err(|e| {
+            e.with_hint(format!(
+                "the image pairs with kernel {kernel:?}; build it first with `banger kernel build`"
+            ))
+        })?;
+        let agent = self.agent_binary()?;
+        self.ensure_image_absent(&name)?;
+        if !nix::unistd::geteuid().is_root() {
+            return Err(ApiError::unavailable("Building an image runs debootstrap, which needs root")
+                .with_hint("run the daemon as root for the build (`sudo banger image build`), or register an existing ext4 image with `banger image register`"));
+        }
+        let _guard = self.name_locks.lock(&format!("image/{name}")).await;
+        self.ensure_image_absent(&name)?;
+        let log = self.build_log("image-build")?;
+        if !banger_image::build::have("debootstrap") {
+            progress.phase("install", "installing debootstrap");
+            let (log2, p) = (log.clone(), progress.clone());
+            tokio::task::spawn_blocking(move || {
+                kernel_build::apt_install(&["debootstrap"], &log2, |l| p.log(l))
+            })
+            .await
+            .or_internal(|| "apt task".into())?
+            .map_err(|e| {
+                ApiError::unavailable(format!("{e:#}")).with_hint("sudo apt-get install debootstrap")
+            })?;
+        }
+        let id = new_id();
+        let work = self.paths.cache_dir.join("image-build").join(&id);
+        let root = work.join("root");
+        let debs = self.paths.cache_dir.join("debs");
+        let images_dir = self.paths.images_dir();
+        let p = progress.clone();
+        let size_req = req.size_mib;
+        let (log2, id2, root2) = (log.clone(), id.clone(), root.clone());
+        let t0 = std::time::Instant::now();
+        let result = tokio::task::spawn_blocking(
+            move || -> anyhow::Result<(super::images::StagedImage, serde_json::Value)> {
+                p.phase("debootstrap", "debootstrap: Debian bookworm");
+                golden::debootstrap(&root2, &debs, DEBIAN_MIRROR, &log2, |l| {
+                    if let Some(m) = l.strip_prefix("I: ") {
+                        p.phase("debootstrap", format!("debootstrap: {m}"));
+                    }
+                })?;
+                p.phase("configure", "applying banger's guest config");
+                golden::configure(&root2)?;
+                let packages = golden::installed_packages(&root2);
+                let content = golden::tree_bytes(&root2);
+                let size_mib =
+                    size_req.unwrap_or_else(|| ((content * 3 / 2) >> 20).max(2048).next_multiple_of(256));
+                if content >> 20 > size_mib {
+                    anyhow::bail!("the image content ({} MiB) does not fit in {size_mib} MiB", content >> 20);
+                }
+                p.phase("mkfs", format!("making a {} ext4 image", validate::format_mib(size_mib)));
+                let staged = stage_image(
+                    &images_dir,
+                    &id2,
+                    |dst| ext4::mkfs_from_dir(dst, Some(&root2), size_mib, "banger-root"),
+                    &agent,
+                )?;
+                let manifest = serde_json::json!({
+                    "distro": "debian",
+                    "release": "bookworm",
+                    "variant": "minbase",
+                    "packages": packages,
+                    "built_at": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+                    "agent_version": banger_api::build_id(),
+                    "builder": "banger image build",
+                });
+                Ok((staged, manifest))
+            },
+        )
+        .await;
+        // The staging tree is large; never keep it.
+        let _ = std::fs::remove_dir_all(&work);
+        let (staged, manifest) = result.or_internal(|| "image build task".into())?.map_err(|e| {
+            ApiError::internal(format!("Image build failed: {e:#}"))
+                .with_hint(format!("see {}", log.display()))
+        })?;
+        tracing::info!(secs = t0.elapsed().as_secs(), image = %name, "image built");
+        self.record_image(&id, &name, &kernel, staged, "build", Some(manifest))
+    }
+}
