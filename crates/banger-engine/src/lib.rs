@@ -212,6 +212,13 @@ pub trait Engine {
     }
 }
 
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// Either engine, behind the one interface.
 #[derive(Debug, Clone)]
 pub enum AnyEngine {

@@ -160,7 +160,7 @@ impl Engine for Qemu {
             run_dir: spec.run_dir.clone(),
             tap: spec.interfaces.first().map(|n| n.tap.clone()),
             console_log: spec.console_log(),
-            started_at_ms: now_ms(),
+            started_at_ms: crate::now_ms(),
         };
         // QEMU creates the QMP socket once its devices are set up; before
         // that, a bad argument or a missing tap makes it exit.
@@ -176,13 +176,6 @@ impl Engine for Qemu {
             "a microvm without ACPI has no power button; stop it through the agent".into(),
         ))
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -101,9 +101,12 @@ fn two_vms_reach_each_other() {
     assert_ne!(a["guest_ip"], b["guest_ip"]);
     for (from, to) in [("a", &b), ("b", &a)] {
         let ip = to["guest_ip"].as_str().unwrap();
-        // sshd answers on port 22 of the other guest, across the bridge.
-        let probe = format!("exec 3<>/dev/tcp/{ip}/22 && head -c 8 <&3");
-        let r = e.run(&["vm", "exec", from, "--timeout", "30", "--", "bash", "-c", &probe]);
+        // sshd answers on port 22 of the other guest, across the bridge
+        // (once the other guest's systemd has started it).
+        let probe = format!(
+            "for i in $(seq 120); do (exec 3<>/dev/tcp/{ip}/22 && head -c 8 <&3) 2>/dev/null && exit 0; sleep 0.5; done; exit 1"
+        );
+        let r = e.run(&["vm", "exec", from, "--timeout", "90", "--", "bash", "-c", &probe]);
         assert_eq!(r.stdout, "SSH-2.0-", "{from} -> {ip}: {}", r.stderr);
     }
     // Not ext4: refused, nothing registered.

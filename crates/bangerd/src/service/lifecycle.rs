@@ -171,7 +171,7 @@ impl Daemon {
                         ApiError::unavailable("firecracker not found")
                             .with_hint("install firecracker and put it on PATH, or set firecracker_bin")
                     })?;
-                Ok(AnyEngine::Firecracker(banger_engine::firecracker::Firecracker { bin }))
+                Ok(AnyEngine::Firecracker(banger_engine::firecracker::Firecracker::new(bin)))
             }
         }
     }

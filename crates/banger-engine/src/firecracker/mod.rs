@@ -1,0 +1,273 @@
+//! The Firecracker engine: one `firecracker` process per VM, configured over
+//! its API socket, started with `InstanceStart`.
+//!
+//! Launch is: spawn `firecracker --api-sock … --id banger-<id>` in its own
+//! session (stdout — the serial console — to `console.log`); wait for the API
+//! socket; PUT logger, metrics, machine-config, boot-source, drives, network
+//! interface and vsock; PUT `InstanceStart`. The agent channel is
+//! Firecracker's own hybrid vsock socket, the same protocol the QEMU engine
+//! offers through vhost-device-vsock.
+
+pub mod api;
+
+use crate::process::{spawn_detached, tail, wait_for_path};
+use crate::{Accel, Engine, EngineError, EngineKind, Handles, VmSpec};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The oldest Firecracker banger drives (hybrid vsock overrides, the API
+/// shape it uses).
+pub const MIN_VERSION: (u32, u32) = (1, 5);
+
+#[derive(Debug, Clone)]
+pub struct Firecracker {
+    pub bin: PathBuf,
+    /// How long a new process may take to create its API socket.
+    pub startup_timeout: Duration,
+}
+
+impl Firecracker {
+    pub fn new(bin: PathBuf) -> Firecracker {
+        Firecracker { bin, startup_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// Parses `Firecracker v1.16.1` (the first line of `firecracker --version`).
+pub fn parse_version(out: &str) -> Option<(u32, u32, u32)> {
+    let v = out.lines().next()?.split_whitespace().find(|w| w.starts_with('v'))?.trim_start_matches('v');
+    let mut it = v.split(['.', '-']).map(|p| p.parse::<u32>());
+    Some((it.next()?.ok()?, it.next()?.ok()?, it.next().and_then(|r| r.ok()).unwrap_or(0)))
+}
+
+impl Firecracker {
+    /// Runs `firecracker --version` and refuses versions below
+    /// [`MIN_VERSION`], naming what was found.
+    pub fn check_version(&self) -> Result<(u32, u32, u32), EngineError> {
+        let out = std::process::Command::new(&self.bin).arg("--version").output().map_err(|e| {
+            EngineError::Missing {
+                what: format!("firecracker ({}: {e})", self.bin.display()),
+                hint: "install firecracker from its releases and put it on PATH, or set firecracker_bin"
+                    .into(),
+            }
+        })?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let v = parse_version(&text).ok_or_else(|| {
+            EngineError::Launch(format!("cannot read the version of {}: {text:?}", self.bin.display()))
+        })?;
+        if (v.0, v.1) < MIN_VERSION {
+            return Err(EngineError::Unsupported(format!(
+                "firecracker {}.{}.{} at {} is too old; banger needs {}.{} or newer",
+                v.0,
+                v.1,
+                v.2,
+                self.bin.display(),
+                MIN_VERSION.0,
+                MIN_VERSION.1
+            )));
+        }
+        Ok(v)
+    }
+
+    pub fn api_socket(spec: &VmSpec) -> PathBuf {
+        spec.run_dir.join("fc.sock")
+    }
+
+    /// Spawns the process and waits for its API socket. Returns the handles
+    /// of a process that is configured by nobody yet.
+    pub async fn spawn(&self, spec: &VmSpec) -> Result<Handles, EngineError> {
+        let api = Self::api_socket(spec);
+        for s in [&api, &spec.vsock_uds()] {
+            let _ = std::fs::remove_file(s);
+        }
+        let mut cmd = tokio::process::Command::new(&self.bin);
+        cmd.arg("--api-sock").arg(&api).arg("--id").arg(format!("banger-{}", spec.id));
+        // The serial console is the process's stdout.
+        let console = spec.console_log();
+        let (_child, vmm) = spawn_detached(&mut cmd, &console, "firecracker")
+            .map_err(|e| EngineError::Launch(format!("Cannot start {}: {e}", self.bin.display())))?;
+        let handles = Handles {
+            engine: EngineKind::Firecracker,
+            accel: Accel::Kvm,
+            vmm: vmm.clone(),
+            helpers: vec![],
+            control_socket: api.clone(),
+            vsock_uds: spec.vsock_uds(),
+            run_dir: spec.run_dir.clone(),
+            tap: spec.interfaces.first().map(|n| n.tap.clone()),
+            console_log: console.clone(),
+            started_at_ms: crate::now_ms(),
+        };
+        if let Err(e) = wait_for_path(&api, &vmm, self.startup_timeout).await {
+            self.kill(&handles);
+            return Err(EngineError::Launch(format!(
+                "firecracker failed to start ({e}): {}",
+                tail(&console, 4)
+            )));
+        }
+        Ok(handles)
+    }
+
+    /// Configures a spawned process for `spec` (everything before
+    /// `InstanceStart`).
+    pub async fn configure(&self, spec: &VmSpec, client: &api::Client) -> Result<(), api::ApiError> {
+        let log = spec.vm_dir.join("firecracker.log");
+        let metrics = spec.vm_dir.join("metrics.json");
+        for f in [&log, &metrics] {
+            // Firecracker appends to these; they must exist.
+            let _ = std::fs::OpenOptions::new().create(true).append(true).open(f);
+        }
+        client
+            .put_logger(&api::Logger {
+                log_path: path_str(&log),
+                level: Some("Info".into()),
+                show_level: Some(true),
+                show_log_origin: Some(false),
+            })
+            .await?;
+        client.put_metrics(&api::Metrics { metrics_path: path_str(&metrics) }).await?;
+        client
+            .put_machine_config(&api::MachineConfiguration {
+                vcpu_count: spec.machine.vcpu,
+                mem_size_mib: spec.machine.memory_mib,
+                smt: Some(false),
+                track_dirty_pages: None,
+            })
+            .await?;
+        client
+            .put_boot_source(&api::BootSource {
+                kernel_image_path: path_str(&spec.boot.kernel),
+                boot_args: Some(spec.boot.cmdline.clone()),
+                initrd_path: spec.boot.initrd.as_deref().map(path_str),
+            })
+            .await?;
+        for d in &spec.drives {
+            client
+                .put_drive(&api::Drive {
+                    drive_id: d.id.clone(),
+                    path_on_host: path_str(&d.path),
+                    // The command line names the root (`root=/dev/vda`).
+                    is_root_device: false,
+                    is_read_only: d.read_only,
+                    cache_type: None,
+                })
+                .await?;
+        }
+        for n in &spec.interfaces {
+            client
+                .put_network_interface(&api::NetworkInterface {
+                    iface_id: n.id.clone(),
+                    host_dev_name: n.tap.clone(),
+                    guest_mac: Some(n.mac.clone()),
+                })
+                .await?;
+        }
+        client
+            .put_vsock(&api::Vsock { guest_cid: spec.vsock_cid, uds_path: path_str(&spec.vsock_uds()) })
+            .await
+    }
+}
+
+fn path_str(p: &Path) -> String {
+    p.display().to_string()
+}
+
+impl Engine for Firecracker {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Firecracker
+    }
+
+    async fn launch(&self, spec: &VmSpec) -> Result<Handles, EngineError> {
+        self.check_version()?;
+        let handles = self.spawn(spec).await?;
+        let client = api::Client::new(&handles.control_socket);
+        let started = async {
+            self.configure(spec, &client).await?;
+            client.action(api::ActionType::InstanceStart).await
+        }
+        .await;
+        if let Err(e) = started {
+            let log = tail(&spec.vm_dir.join("firecracker.log"), 3);
+            self.kill(&handles);
+            return Err(EngineError::Api(if log.is_empty() { e.to_string() } else { format!("{e}\n{log}") }));
+        }
+        Ok(handles)
+    }
+
+    async fn request_stop(&self, h: &Handles) -> Result<(), EngineError> {
+        api::Client::new(&h.control_socket)
+            .action(api::ActionType::SendCtrlAltDel)
+            .await
+            .map_err(|e| EngineError::Api(e.to_string()))
+    }
+
+    async fn pause(&self, h: &Handles) -> Result<(), EngineError> {
+        api::Client::new(&h.control_socket)
+            .set_vm_state(api::VmState::Paused)
+            .await
+            .map_err(|e| EngineError::Api(e.to_string()))
+    }
+
+    async fn resume(&self, h: &Handles) -> Result<(), EngineError> {
+        api::Client::new(&h.control_socket)
+            .set_vm_state(api::VmState::Resumed)
+            .await
+            .map_err(|e| EngineError::Api(e.to_string()))
+    }
+}
+
+/// A full snapshot of a paused VM: its state file and its memory file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub state: PathBuf,
+    pub memory: PathBuf,
+}
+
+impl Firecracker {
+    /// Pauses the VM and writes a full snapshot into `dir` (the VM stays
+    /// paused; resume it or kill it).
+    pub async fn snapshot(&self, h: &Handles, dir: &Path) -> Result<Snapshot, EngineError> {
+        let client = api::Client::new(&h.control_socket);
+        let snap = Snapshot { state: dir.join("vm.state"), memory: dir.join("vm.mem") };
+        client.set_vm_state(api::VmState::Paused).await.map_err(|e| EngineError::Api(e.to_string()))?;
+        client
+            .create_snapshot(&api::SnapshotCreateParams {
+                snapshot_path: path_str(&snap.state),
+                mem_file_path: path_str(&snap.memory),
+                snapshot_type: Some("Full".into()),
+            })
+            .await
+            .map_err(|e| EngineError::Api(e.to_string()))?;
+        Ok(snap)
+    }
+
+    /// Starts a new process for `spec` from a snapshot, pointing it at the
+    /// spec's tap and vsock socket (so the original VM's may still be in
+    /// use), and resumes it.
+    pub async fn restore(&self, spec: &VmSpec, snap: &Snapshot) -> Result<Handles, EngineError> {
+        self.check_version()?;
+        let handles = self.spawn(spec).await?;
+        let client = api::Client::new(&handles.control_socket);
+        let params = api::SnapshotLoadParams {
+            snapshot_path: path_str(&snap.state),
+            mem_backend: api::MemoryBackend {
+                backend_type: "File".into(),
+                backend_path: path_str(&snap.memory),
+            },
+            resume_vm: Some(true),
+            network_overrides: spec
+                .interfaces
+                .iter()
+                .map(|n| api::NetworkOverride { iface_id: n.id.clone(), host_dev_name: n.tap.clone() })
+                .collect(),
+            vsock_override: Some(api::VsockOverride { uds_path: path_str(&spec.vsock_uds()) }),
+        };
+        if let Err(e) = client.load_snapshot(&params).await {
+            self.kill(&handles);
+            return Err(EngineError::Api(e.to_string()));
+        }
+        Ok(handles)
+    }
+}
+
+#[cfg(test)]
+mod tests;
