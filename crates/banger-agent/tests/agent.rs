@@ -22,7 +22,8 @@ impl Agent {
         let sock = dir.path().join("agent.sock");
         let child =
             Command::new(env!("CARGO_BIN_EXE_banger-agent")).arg("--listen-unix").arg(&sock).spawn().unwrap();
-        for _ in 0..200 {
+        // Generous: under a loaded test run, starting a process can be slow.
+        for _ in 0..1000 {
             if sock.exists() {
                 break;
             }
@@ -32,12 +33,12 @@ impl Agent {
     }
 
     async fn conn(&self) -> UnixStream {
-        UnixStream::connect(&self.sock).await.unwrap()
+        UnixStream::connect(&self.sock).await.unwrap_or_else(|e| panic!("connect {}: {e}", self.sock.display()))
     }
 
     async fn exec(&self, argv: &[&str], stdin: &[u8]) -> (Vec<u8>, Vec<u8>, i32) {
         let req = ExecRequest { argv: argv.iter().map(|s| s.to_string()).collect(), ..Default::default() };
-        let (o, e, s) = exec_collect(self.conn().await, req, stdin).await.unwrap();
+        let (o, e, s) = exec_collect(self.conn().await, req, stdin).await.unwrap_or_else(|e| panic!("exec {argv:?}: {e}"));
         (o, e, s.shell_code())
     }
 }

@@ -79,8 +79,27 @@ impl Firecracker {
         for s in [&api, &spec.vsock_uds()] {
             let _ = std::fs::remove_file(s);
         }
+        // Logger and metrics are set on the command line, so that even
+        // Firecracker's first lines go to its log and not to the console.
+        let log = spec.vm_dir.join("firecracker.log");
+        let metrics = spec.vm_dir.join("metrics.json");
+        for f in [&log, &metrics] {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(f)
+                .map_err(|e| EngineError::Launch(format!("Cannot create {}: {e}", f.display())))?;
+        }
         let mut cmd = tokio::process::Command::new(&self.bin);
-        cmd.arg("--api-sock").arg(&api).arg("--id").arg(format!("banger-{}", spec.id));
+        cmd.arg("--api-sock")
+            .arg(&api)
+            .arg("--id")
+            .arg(format!("banger-{}", spec.id))
+            .arg("--log-path")
+            .arg(&log)
+            .args(["--level", "Info", "--show-level"])
+            .arg("--metrics-path")
+            .arg(&metrics);
         // The serial console is the process's stdout.
         let console = spec.console_log();
         let (_child, vmm) = spawn_detached(&mut cmd, &console, "firecracker")
@@ -108,23 +127,9 @@ impl Firecracker {
     }
 
     /// Configures a spawned process for `spec` (everything before
-    /// `InstanceStart`).
+    /// `InstanceStart`): machine config, boot source, drives, network
+    /// interfaces, vsock.
     pub async fn configure(&self, spec: &VmSpec, client: &api::Client) -> Result<(), api::ApiError> {
-        let log = spec.vm_dir.join("firecracker.log");
-        let metrics = spec.vm_dir.join("metrics.json");
-        for f in [&log, &metrics] {
-            // Firecracker appends to these; they must exist.
-            let _ = std::fs::OpenOptions::new().create(true).append(true).open(f);
-        }
-        client
-            .put_logger(&api::Logger {
-                log_path: path_str(&log),
-                level: Some("Info".into()),
-                show_level: Some(true),
-                show_log_origin: Some(false),
-            })
-            .await?;
-        client.put_metrics(&api::Metrics { metrics_path: path_str(&metrics) }).await?;
         client
             .put_machine_config(&api::MachineConfiguration {
                 vcpu_count: spec.machine.vcpu,
@@ -133,10 +138,17 @@ impl Firecracker {
                 track_dirty_pages: None,
             })
             .await?;
+        // Early printk shows the kernel's first lines even when a boot dies
+        // before the console driver starts; its output then appears in
+        // `last_error` instead of an empty console.
+        let mut boot_args = spec.boot.cmdline.clone();
+        if !boot_args.contains("earlyprintk") {
+            boot_args.push_str(" earlyprintk=serial,ttyS0");
+        }
         client
             .put_boot_source(&api::BootSource {
                 kernel_image_path: path_str(&spec.boot.kernel),
-                boot_args: Some(spec.boot.cmdline.clone()),
+                boot_args: Some(boot_args),
                 initrd_path: spec.boot.initrd.as_deref().map(path_str),
             })
             .await?;

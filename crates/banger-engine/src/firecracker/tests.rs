@@ -168,6 +168,16 @@ async fn every_request_matches_the_swagger_file() {
         .await
         .unwrap();
     client.put_serial(&api::Serial { serial_out_path: "/c".into() }).await.unwrap();
+    client
+        .put_logger(&api::Logger {
+            log_path: "/l".into(),
+            level: Some("Info".into()),
+            show_level: Some(true),
+            show_log_origin: Some(false),
+        })
+        .await
+        .unwrap();
+    client.put_metrics(&api::Metrics { metrics_path: "/m".into() }).await.unwrap();
     assert_eq!(client.instance_info().await.unwrap().vmm_version, "1.16.1");
     let paths: Vec<String> = log.lock().unwrap().iter().map(|r| format!("{} {}", r.0, r.1)).collect();
     for want in [

@@ -30,6 +30,10 @@ pub enum VmCmd {
     Restart(StopArgs),
     /// Kill VMs' engines at once (unsynced guest writes may be lost)
     Kill(RefsArgs),
+    /// Freeze VMs' vCPUs, keeping their memory (firecracker engine)
+    Pause(RefsArgs),
+    /// Thaw paused VMs
+    Resume(RefsArgs),
     /// Print a VM's serial console; -f keeps following it
     Logs(LogsArgs),
     /// Run a command in a running VM and exit with its status
@@ -79,6 +83,9 @@ pub struct CreateArgs {
     /// Only record the VM; start it later with `banger vm start`
     #[arg(long)]
     pub no_start: bool,
+    /// Engine: auto (firecracker where KVM runs ordinary guests, else qemu), firecracker or qemu
+    #[arg(long, value_parser = ["auto", "firecracker", "qemu"])]
+    pub engine: Option<String>,
     /// Print the created VM as JSON
     #[arg(long)]
     pub json: bool,
@@ -171,6 +178,8 @@ pub async fn run(client: Client, cmd: VmCmd) -> anyhow::Result<i32> {
             report(&done, a.json, "restarted")?;
             Ok(if ok { 0 } else { 1 })
         }
+        VmCmd::Pause(a) => simple(&client, &a, "pause", "paused").await,
+        VmCmd::Resume(a) => simple(&client, &a, "resume", "resumed").await,
         VmCmd::Kill(a) => {
             let (done, ok) =
                 for_each_ref(&a.vms, |r| {
@@ -245,6 +254,7 @@ async fn create(client: &Client, a: CreateArgs) -> anyhow::Result<i32> {
         memory_mib: a.memory,
         disk_size_mib: a.disk_size,
         no_start: a.no_start,
+        engine: a.engine,
         ..Default::default()
     };
     let mut view = ProgressView::new(false);
@@ -288,6 +298,18 @@ pub async fn list(client: &Client, a: &ListArgs) -> anyhow::Result<i32> {
         .collect();
     output::table(&["ID", "NAME", "STATE", "IMAGE", "VCPU", "MEMORY", "DISK", "IP", "CREATED"], &rows);
     Ok(0)
+}
+
+/// POSTs `/v1/vms/{vm}/{action}` for each VM and reports.
+async fn simple(client: &Client, a: &RefsArgs, action: &str, verb: &str) -> anyhow::Result<i32> {
+    let (done, ok) = for_each_ref(&a.vms, |r| {
+        let c = client.clone();
+        let action = action.to_string();
+        async move { c.post::<_, Vm>(&format!("/v1/vms/{}/{action}", seg(&r)), &serde_json::json!({})).await }
+    })
+    .await;
+    report(&done, a.json, verb)?;
+    Ok(if ok { 0 } else { 1 })
 }
 
 /// Prints what happened to each VM, or the VMs as JSON.

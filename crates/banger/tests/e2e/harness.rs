@@ -44,12 +44,11 @@ fn static_agent() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Why e2e tests cannot run here, if they cannot.
-fn missing() -> Option<String> {
+/// Why e2e tests on `engine` cannot run here, if they cannot.
+fn missing(engine: &str) -> Option<String> {
     if !nix::unistd::geteuid().is_root() {
         return Some("needs root (network namespaces, taps)".into());
     }
-    let engine = engine();
     if engine == "qemu" {
         for p in ["qemu-system-x86_64", "vhost-device-vsock"] {
             if !on_path(p) {
@@ -72,9 +71,23 @@ fn missing() -> Option<String> {
     None
 }
 
-/// The engine the tests ask for: `BANGER_E2E_ENGINE`, default qemu.
+/// The engine guest-level tests run on: `BANGER_E2E_ENGINE` if set, else
+/// firecracker where KVM runs ordinary guests (VMX/SVM) and firecracker is
+/// installed, else qemu.
 pub fn engine() -> String {
-    std::env::var("BANGER_E2E_ENGINE").unwrap_or_else(|_| "qemu".into())
+    if let Ok(e) = std::env::var("BANGER_E2E_ENGINE") {
+        return e;
+    }
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let hw = cpu
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .is_some_and(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"));
+    if hw && Path::new("/dev/kvm").exists() && on_path("firecracker") {
+        "firecracker".into()
+    } else {
+        "qemu".into()
+    }
 }
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -90,7 +103,12 @@ pub struct E2e {
 impl E2e {
     /// `None` (after one SKIPPED line) when the host cannot run e2e tests.
     pub fn new(test: &str) -> Option<E2e> {
-        if let Some(why) = missing() {
+        Self::with(test, &engine(), "boot_timeout_secs = 120")
+    }
+
+    /// Like [`E2e::new`] with a given engine and extra config lines.
+    pub fn with(test: &str, engine: &str, extra_config: &str) -> Option<E2e> {
+        if let Some(why) = missing(engine) {
             eprintln!("SKIPPED e2e test {test}: {why}");
             return None;
         }
@@ -103,7 +121,7 @@ impl E2e {
         std::fs::create_dir_all(e.dir.path().join("config/banger")).unwrap();
         std::fs::write(
             e.dir.path().join("config/banger/config.toml"),
-            format!("engine = \"{}\"\nboot_timeout_secs = 120\n[vm_defaults]\nmemory = \"512M\"\n", engine()),
+            format!("engine = \"{engine}\"\n{extra_config}\n[vm_defaults]\nmemory = \"512M\"\n"),
         )
         .unwrap();
         let f = fixtures_dir();

@@ -11,5 +11,6 @@
 //! When something they need is missing (root, qemu, the fixtures, the
 //! static agent), the tests print one SKIPPED line saying what, and pass.
 
+mod firecracker;
 mod harness;
 mod lifecycle;

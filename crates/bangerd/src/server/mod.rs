@@ -58,6 +58,8 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<State>)> {
         (Method::POST, "/v1/vms/{vm}/stop", post(vms::stop)),
         (Method::POST, "/v1/vms/{vm}/restart", post(vms::restart)),
         (Method::POST, "/v1/vms/{vm}/kill", post(vms::kill)),
+        (Method::POST, "/v1/vms/{vm}/pause", post(vms::pause)),
+        (Method::POST, "/v1/vms/{vm}/resume", post(vms::resume)),
         (Method::GET, "/v1/vms/{vm}/logs", get(vms::logs)),
         (Method::POST, "/v1/vms/{vm}/agent", post(agent::connect)),
     ]

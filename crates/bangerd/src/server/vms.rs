@@ -58,6 +58,14 @@ pub async fn kill(S(d): S<State>, Path(vm): Path<String>) -> HttpResult<Vm> {
     Ok(Json(d.kill_vm(&vm).await?))
 }
 
+pub async fn pause(S(d): S<State>, Path(vm): Path<String>) -> HttpResult<Vm> {
+    Ok(Json(d.pause_vm(&vm).await?))
+}
+
+pub async fn resume(S(d): S<State>, Path(vm): Path<String>) -> HttpResult<Vm> {
+    Ok(Json(d.resume_vm(&vm).await?))
+}
+
 #[derive(Debug, serde::Deserialize)]
 pub struct LogsQuery {
     #[serde(default)]

@@ -51,6 +51,9 @@ pub struct Runtime {
     /// Set before we stop or kill the engine ourselves, so its exit is not
     /// taken for a crash.
     expected_exit: AtomicBool,
+    /// Set when a stop, kill or delete cancels a boot in progress, so the
+    /// boot ends as `stopped` rather than `error`.
+    cancelled: AtomicBool,
     exited: watch::Receiver<bool>,
 }
 
@@ -205,13 +208,23 @@ impl Daemon {
                 Ok(self.vm_to_api(&self.reload(&vm.id)?))
             }
             Err(e) => {
-                let leftovers = match self.runtime(&vm.id) {
+                let rt = self.runtime(&vm.id);
+                let cancelled = rt.as_ref().is_some_and(|r| r.cancelled.load(Ordering::SeqCst));
+                let leftovers = match &rt {
                     Some(rt) => {
                         rt.expected_exit.store(true, Ordering::SeqCst);
                         self.teardown_runtime(&vm, Some(&rt.handles)).await
                     }
                     None => self.teardown_runtime(&vm, None).await,
                 };
+                if cancelled {
+                    self.set_state(&vm.id, VmState::Stopped, None);
+                    tracing::info!(vm = %vm.name, "boot cancelled");
+                    return Err(ApiError::precondition(format!(
+                        "The start of VM {:?} was cancelled by a stop, kill or delete",
+                        vm.name
+                    )));
+                }
                 let mut msg = e.message.clone();
                 if let Some(l) = join_errors(leftovers) {
                     msg.push_str(&format!(" (cleanup: {l})"));
@@ -270,7 +283,7 @@ impl Daemon {
 
         // Network: a tap on the bridge, the address on the command line.
         let mut cmdline = format!(
-            "console=ttyS0 reboot=k panic=1 pci=off quiet root=/dev/vda ro rootfstype=ext4 \
+            "console=ttyS0 reboot=k panic=1 pci=off root=/dev/vda ro rootfstype=ext4 \
              init=/sbin/banger-init banger.hostname={}",
             vm.name
         );
@@ -372,7 +385,13 @@ impl Daemon {
     fn track(self: &Arc<Self>, vm_id: &str, handles: Handles) -> Arc<Runtime> {
         let (tx, rx) = watch::channel(false);
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
-        let rt = Arc::new(Runtime { handles, generation, expected_exit: AtomicBool::new(false), exited: rx });
+        let rt = Arc::new(Runtime {
+            handles,
+            generation,
+            expected_exit: AtomicBool::new(false),
+            cancelled: AtomicBool::new(false),
+            exited: rx,
+        });
         self.runtimes.lock().unwrap_or_else(|e| e.into_inner()).insert(vm_id.to_string(), rt.clone());
         let d = self.clone();
         let id = vm_id.to_string();
@@ -425,6 +444,7 @@ impl Daemon {
     /// kills it after `timeout`.
     pub async fn stop_vm(self: &Arc<Self>, reference: &str, timeout: Duration) -> Result<Vm> {
         let vm = self.find_vm(reference)?;
+        self.cancel_boot(&vm);
         let _lock = self.vm_locks.lock(&vm.id).await;
         let vm = self.reload(&vm.id)?;
         self.stop_locked(&vm, timeout, false).await?;
@@ -434,10 +454,28 @@ impl Daemon {
     /// Kills a VM's engine at once.
     pub async fn kill_vm(self: &Arc<Self>, reference: &str) -> Result<Vm> {
         let vm = self.find_vm(reference)?;
+        self.cancel_boot(&vm);
         let _lock = self.vm_locks.lock(&vm.id).await;
         let vm = self.reload(&vm.id)?;
         self.stop_locked(&vm, Duration::ZERO, true).await?;
         Ok(self.vm_to_api(&self.reload(&vm.id)?))
+    }
+
+    /// A VM still booting holds its lock while it waits for the agent;
+    /// stop, kill and delete must not wait for that. Killing the engine ends
+    /// the boot at once, and the boot records `stopped`.
+    pub(crate) fn cancel_boot(&self, vm: &VmRecord) {
+        if VmState::parse(&vm.state) != Some(VmState::Starting) {
+            return;
+        }
+        if let Some(rt) = self.runtime(&vm.id) {
+            rt.cancelled.store(true, Ordering::SeqCst);
+            rt.expected_exit.store(true, Ordering::SeqCst);
+            for p in std::iter::once(&rt.handles.vmm).chain(&rt.handles.helpers) {
+                process::kill(p, nix::sys::signal::Signal::SIGKILL);
+            }
+            tracing::info!(vm = %vm.name, "cancelling the boot in progress");
+        }
     }
 
     /// Stop, then start.
@@ -629,22 +667,45 @@ impl Daemon {
                         tracing::info!(vm = %vm.name, pid = rt.handles.vmm.pid, "adopted running VM");
                         continue;
                     }
-                    // It was starting or stopping when the daemon went away:
-                    // keep it if its agent answers, else finish it off.
-                    let deadline = Instant::now() + Duration::from_secs(2);
-                    if self.wait_for_agent(vm, &rt, deadline).await.is_ok() {
-                        self.set_state(&vm.id, VmState::Running, None);
-                        tracing::info!(vm = %vm.name, "adopted VM that finished booting");
-                    } else {
-                        rt.expected_exit.store(true, Ordering::SeqCst);
-                        let errors = self.teardown_runtime(vm, Some(&rt.handles)).await;
-                        let mut msg =
-                            format!("the daemon restarted while the VM was {state}; it was stopped");
-                        if let Some(e) = join_errors(errors) {
-                            msg.push_str(&format!(" (cleanup: {e})"));
-                        }
-                        self.set_state(&vm.id, VmState::Error, Some(&msg));
+                    if state == VmState::Stopping {
+                        // A stop was under way: finish it.
+                        let d = self.clone();
+                        let vm = vm.clone();
+                        tokio::spawn(async move {
+                            let _lock = d.vm_locks.lock(&vm.id).await;
+                            if let Err(e) = d.stop_locked(&vm, Duration::ZERO, true).await {
+                                tracing::warn!(vm = %vm.name, "finishing an interrupted stop failed: {}", e.message);
+                            }
+                        });
+                        continue;
                     }
+                    // A boot was under way: keep waiting for the agent until
+                    // the boot timeout counted from the launch.
+                    let deadline_ms = rt.handles.started_at_ms + 1000 * self.config.boot_timeout_secs as i64;
+                    let left = Duration::from_millis((deadline_ms - now_ms()).max(2000) as u64);
+                    tracing::info!(vm = %vm.name, pid = rt.handles.vmm.pid, "adopted a VM that was booting; waiting for its agent");
+                    let d = self.clone();
+                    let vm = vm.clone();
+                    tokio::spawn(async move {
+                        let _lock = d.vm_locks.lock(&vm.id).await;
+                        match d.wait_for_agent(&vm, &rt, Instant::now() + left).await {
+                            Ok(_) => d.set_state(&vm.id, VmState::Running, None),
+                            Err(_) if rt.cancelled.load(Ordering::SeqCst) => {
+                                let _ = d.teardown_runtime(&vm, Some(&rt.handles)).await;
+                                d.set_state(&vm.id, VmState::Stopped, None);
+                            }
+                            Err(e) => {
+                                rt.expected_exit.store(true, Ordering::SeqCst);
+                                let errors = d.teardown_runtime(&vm, Some(&rt.handles)).await;
+                                let mut msg =
+                                    format!("boot interrupted by a daemon restart, then: {}", e.message);
+                                if let Some(e) = join_errors(errors) {
+                                    msg.push_str(&format!(" (cleanup: {e})"));
+                                }
+                                d.set_state(&vm.id, VmState::Error, Some(&msg));
+                            }
+                        }
+                    });
                 }
                 (true, None) => {
                     let tail = console_tail(Path::new(&vm.vm_dir), 15);
@@ -702,5 +763,41 @@ impl Daemon {
                 .with_hint(format!("the guest may be shutting down or hung; see `banger vm logs {}`, or restart it", vm.name))),
             _ = rt.wait_exit() => Err(ApiError::precondition(format!("VM {:?} stopped", vm.name))),
         }
+    }
+}
+
+impl Daemon {
+    /// Freezes a running VM's vCPUs (engines that support it).
+    pub async fn pause_vm(self: &Arc<Self>, reference: &str) -> Result<Vm> {
+        self.pause_or_resume(reference, true).await
+    }
+
+    /// Thaws a paused VM.
+    pub async fn resume_vm(self: &Arc<Self>, reference: &str) -> Result<Vm> {
+        self.pause_or_resume(reference, false).await
+    }
+
+    async fn pause_or_resume(self: &Arc<Self>, reference: &str, pause: bool) -> Result<Vm> {
+        let vm = self.find_vm(reference)?;
+        let _lock = self.vm_locks.lock(&vm.id).await;
+        let vm = self.reload(&vm.id)?;
+        let state = VmState::parse(&vm.state).unwrap_or(VmState::Error);
+        let (from, to) =
+            if pause { (VmState::Running, VmState::Paused) } else { (VmState::Paused, VmState::Running) };
+        if state == to {
+            return Ok(self.vm_to_api(&vm));
+        }
+        let Some(rt) = self.runtime(&vm.id).filter(|_| state == from) else {
+            return Err(ApiError::precondition(format!("VM {:?} is {state}, not {from}", vm.name)));
+        };
+        let engine = self.engine(rt.handles.engine)?;
+        let r = if pause { engine.pause(&rt.handles).await } else { engine.resume(&rt.handles).await };
+        r.map_err(|e| match e {
+            EngineError::Unsupported(m) => ApiError::precondition(format!("VM {:?}: {m}", vm.name))
+                .with_hint("pause and resume need the firecracker engine (`--engine firecracker` at create)"),
+            e => engine_err(e, &vm.name),
+        })?;
+        self.set_state(&vm.id, to, None);
+        Ok(self.vm_to_api(&self.reload(&vm.id)?))
     }
 }

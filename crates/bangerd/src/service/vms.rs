@@ -174,6 +174,7 @@ impl Daemon {
     /// (joining their errors), removes its dir and its row.
     pub async fn delete_vm(self: &Arc<Self>, reference: &str) -> Result<Vm> {
         let vm = self.find_vm(reference)?;
+        self.cancel_boot(&vm);
         let _lock = self.vm_locks.lock(&vm.id).await;
         // Re-read under the lock: another operation may have changed it.
         let vm = self.store.get_vm(&vm.id).map_err(store_err)?.ok_or_else(|| {

@@ -1,0 +1,114 @@
+//! The Firecracker engine through the daemon, against the real binary.
+//!
+//! These run wherever firecracker is installed. On hosts whose KVM cannot run
+//! ordinary guests (kvm_pvm) the guest never becomes ready, which is exactly
+//! what the first tests need; everything up to guest execution is checked.
+
+use crate::harness::{processes_mentioning, E2e};
+use std::time::{Duration, Instant};
+
+fn start_in_background(e: &E2e, vm: &str) -> std::thread::JoinHandle<crate::harness::Run> {
+    let cmd_env = (e.dir.path().to_path_buf(), e.netns.clone(), vm.to_string());
+    std::thread::spawn(move || {
+        let (dir, netns, vm) = cmd_env;
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &netns, env!("CARGO_BIN_EXE_banger"), "vm", "start", &vm])
+            .env("XDG_CONFIG_HOME", dir.join("config"))
+            .env("XDG_STATE_HOME", dir.join("state"))
+            .env("XDG_CACHE_HOME", dir.join("cache"))
+            .env("XDG_RUNTIME_DIR", dir.join("run"))
+            .env("BANGER_DAEMON_BIN", env!("CARGO_BIN_EXE_bangerd"))
+            .output()
+            .unwrap();
+        crate::harness::Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    })
+}
+
+/// Waits until the VM has an engine PID.
+fn engine_pid(e: &E2e, vm: &str) -> i64 {
+    let v = e.wait_for(vm, Duration::from_secs(20), |v| v["runtime"]["pid"].is_i64());
+    v["runtime"]["pid"].as_i64().unwrap()
+}
+
+#[test]
+fn firecracker_guest_that_never_gets_ready_fails_in_time_and_leaves_nothing() {
+    if crate::harness::engine() == "firecracker" {
+        eprintln!("SKIPPED: KVM runs guests here, so a firecracker guest does get ready");
+        return;
+    }
+    let Some(e) = E2e::with("fc-timeout", "firecracker", "boot_timeout_secs = 8") else { return };
+    let t = Instant::now();
+    let r = e.run(&["vm", "create", "--name", "fc", "--engine", "firecracker"]);
+    let took = t.elapsed();
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.stderr.contains("did not answer within 8 s"), "{}", r.stderr);
+    assert!(r.stderr.contains("console:\n["), "no kernel console tail in the error: {}", r.stderr);
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    let v = e.vm("fc");
+    assert_eq!(v["state"], "error");
+    assert_eq!(v["engine"], "firecracker");
+    assert!(v["runtime"].is_null());
+    let id = v["id"].as_str().unwrap();
+    let console =
+        std::fs::read_to_string(e.dir.path().join("state/banger/vms").join(id).join("console.log")).unwrap();
+    assert!(console.contains("Linux version 6.1"), "the console does not show the kernel starting");
+    assert!(processes_mentioning(id).is_empty(), "firecracker left running");
+    assert!(!e.links().contains(&format!("bg{id}")), "tap left");
+    assert!(!e.dir.path().join("run/banger/vms").join(id).exists(), "sockets left");
+}
+
+#[test]
+fn firecracker_killed_during_boot_reports_its_console() {
+    if crate::harness::engine() == "firecracker" {
+        eprintln!("SKIPPED: covered by the guest-level suite where KVM runs guests");
+        return;
+    }
+    let Some(e) = E2e::with("fc-crash", "firecracker", "boot_timeout_secs = 60") else { return };
+    e.ok(&["vm", "create", "--name", "fc", "--no-start"]);
+    let start = start_in_background(&e, "fc");
+    let pid = engine_pid(&e, "fc");
+    // Let the kernel print its first lines, then kill -9 the engine.
+    std::thread::sleep(Duration::from_secs(4));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL)
+        .unwrap();
+    let r = start.join().unwrap();
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("exited during boot"), "{}", r.stderr);
+    let v = e.vm("fc");
+    assert_eq!(v["state"], "error");
+    let err = v["last_error"].as_str().unwrap();
+    assert!(err.contains("exited during boot") && err.contains("console:\n["), "{err}");
+    let id = v["id"].as_str().unwrap();
+    assert!(processes_mentioning(id).is_empty());
+    assert!(!e.links().contains(&format!("bg{id}")));
+}
+
+#[test]
+fn a_restarted_daemon_finds_the_running_firecracker() {
+    if crate::harness::engine() == "firecracker" {
+        eprintln!("SKIPPED: the guest-level lifecycle test covers daemon restarts here");
+        return;
+    }
+    let Some(e) = E2e::with("fc-restart", "firecracker", "boot_timeout_secs = 40") else { return };
+    e.ok(&["vm", "create", "--name", "fc", "--no-start"]);
+    let start = start_in_background(&e, "fc");
+    let pid = engine_pid(&e, "fc");
+    let daemon = e.daemon_pid().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let r = start.join().unwrap();
+    assert_ne!(r.code, 0, "start cannot succeed once its daemon died");
+    // A new daemon finds the same firecracker process, still booting.
+    let v = e.vm("fc");
+    assert_ne!(e.daemon_pid(), Some(daemon));
+    assert_eq!(v["state"], "starting", "{v}");
+    assert_eq!(v["runtime"]["pid"].as_i64(), Some(pid), "the new daemon did not adopt the engine");
+    // And it can still stop it.
+    e.ok(&["vm", "kill", "fc"]);
+    let v = e.vm("fc");
+    assert_eq!(v["state"], "stopped");
+    assert!(processes_mentioning(v["id"].as_str().unwrap()).is_empty());
+}
