@@ -33,12 +33,16 @@ impl Agent {
     }
 
     async fn conn(&self) -> UnixStream {
-        UnixStream::connect(&self.sock).await.unwrap_or_else(|e| panic!("connect {}: {e}", self.sock.display()))
+        UnixStream::connect(&self.sock)
+            .await
+            .unwrap_or_else(|e| panic!("connect {}: {e}", self.sock.display()))
     }
 
     async fn exec(&self, argv: &[&str], stdin: &[u8]) -> (Vec<u8>, Vec<u8>, i32) {
         let req = ExecRequest { argv: argv.iter().map(|s| s.to_string()).collect(), ..Default::default() };
-        let (o, e, s) = exec_collect(self.conn().await, req, stdin).await.unwrap_or_else(|e| panic!("exec {argv:?}: {e}"));
+        let (o, e, s) = exec_collect(self.conn().await, req, stdin)
+            .await
+            .unwrap_or_else(|e| panic!("exec {argv:?}: {e}"));
         (o, e, s.shell_code())
     }
 }

@@ -32,6 +32,10 @@ impl Firecracker {
     }
 }
 
+/// A binary's identity for the version cache: path, size, mtime.
+type BinaryKey = (PathBuf, u64, std::time::SystemTime);
+type Version = (u32, u32, u32);
+
 /// Parses `Firecracker v1.16.1` (the first line of `firecracker --version`).
 pub fn parse_version(out: &str) -> Option<(u32, u32, u32)> {
     let v = out.lines().next()?.split_whitespace().find(|w| w.starts_with('v'))?.trim_start_matches('v');
@@ -41,8 +45,30 @@ pub fn parse_version(out: &str) -> Option<(u32, u32, u32)> {
 
 impl Firecracker {
     /// Runs `firecracker --version` and refuses versions below
-    /// [`MIN_VERSION`], naming what was found.
+    /// [`MIN_VERSION`], naming what was found. The answer is remembered per
+    /// binary (path, size and mtime), so a launch does not pay for a spawn.
     pub fn check_version(&self) -> Result<(u32, u32, u32), EngineError> {
+        use std::collections::HashMap;
+        use std::sync::Mutex;
+        static SEEN: Mutex<Option<HashMap<BinaryKey, Version>>> = Mutex::new(None);
+        let key = std::fs::metadata(&self.bin)
+            .ok()
+            .and_then(|m| Some((self.bin.clone(), m.len(), m.modified().ok()?)));
+        if let Some(k) = &key {
+            if let Some(v) =
+                SEEN.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(HashMap::new).get(k)
+            {
+                return Ok(*v);
+            }
+        }
+        let v = self.query_version()?;
+        if let Some(k) = key {
+            SEEN.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(HashMap::new).insert(k, v);
+        }
+        Ok(v)
+    }
+
+    fn query_version(&self) -> Result<(u32, u32, u32), EngineError> {
         let out = std::process::Command::new(&self.bin).arg("--version").output().map_err(|e| {
             EngineError::Missing {
                 what: format!("firecracker ({}: {e})", self.bin.display()),

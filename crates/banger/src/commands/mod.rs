@@ -2,6 +2,7 @@
 
 mod config;
 mod daemon;
+mod doctor;
 mod exec;
 mod image;
 mod kernel;
@@ -60,6 +61,8 @@ enum Cmd {
     /// Show banger's configuration
     #[command(subcommand)]
     Config(config::ConfigCmd),
+    /// Check the host and banger's setup: PASS/WARN/FAIL with a fix per line (exit 1 on FAIL)
+    Doctor(JsonFlag),
     /// Print the version and commit of this build
     Version(JsonFlag),
 }
@@ -99,6 +102,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Cmd::Daemon(c) => daemon::run(Client::new(paths), c).await,
+        Cmd::Doctor(f) => doctor::run(&Client::connect(paths).await?, f).await,
         Cmd::Config(c) => config::run(Client::connect(paths).await?, c).await,
         Cmd::Vm(c) => vm::run(Client::connect(paths).await?, c).await,
         Cmd::Ps(a) => vm::list(&Client::connect(paths).await?, &a).await,

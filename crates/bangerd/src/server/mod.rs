@@ -40,6 +40,7 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<State>)> {
         (Method::GET, "/v1/version", get(system::version)),
         (Method::POST, "/v1/daemon/shutdown", post(system::shutdown)),
         (Method::GET, "/v1/config", get(system::config)),
+        (Method::GET, "/v1/doctor", get(system::doctor)),
         (Method::GET, "/v1/kernels", get(kernels::list)),
         (Method::POST, "/v1/kernels", post(kernels::import)),
         (Method::POST, "/v1/kernels/build", post(kernels::build)),

@@ -34,3 +34,13 @@ pub async fn shutdown(extract::State(d): extract::State<State>) -> HttpResult<se
 pub async fn config(extract::State(d): extract::State<State>) -> HttpResult<ConfigView> {
     Ok(Json(d.config.view()))
 }
+
+pub async fn doctor(
+    extract::State(d): extract::State<State>,
+) -> HttpResult<Vec<crate::service::doctor::Check>> {
+    let d2 = d.clone();
+    let checks = tokio::task::spawn_blocking(move || d2.doctor())
+        .await
+        .map_err(|e| banger_api::ApiError::internal(format!("doctor task: {e}")))?;
+    Ok(Json(checks))
+}

@@ -264,7 +264,8 @@ impl Daemon {
         std::fs::create_dir_all(&vm_dir)
             .map_err(|e| ApiError::internal(format!("Cannot create {}: {e}", vm_dir.display())))?;
 
-        // The VM's own disk, created on first start (milliseconds, sparse).
+        // The VM's own disk, created on first start: a sparse clone of a
+        // formatted template of that size (milliseconds).
         let disk = vm_dir.join("disk.ext4");
         if !disk.exists() {
             progress.phase(
@@ -272,8 +273,9 @@ impl Daemon {
                 format!("creating a {} disk", banger_api::validate::format_mib(vm.disk_size_mib)),
             );
             let size = vm.disk_size_mib;
+            let templates = self.paths.cache_dir.join("disk-templates");
             let d = disk.clone();
-            tokio::task::spawn_blocking(move || banger_image::ext4::create_vm_disk(&d, size))
+            tokio::task::spawn_blocking(move || banger_image::ext4::clone_vm_disk(&templates, &d, size))
                 .await
                 .map_err(|e| ApiError::internal(format!("disk task: {e}")))?
                 .map_err(|e| {
@@ -368,8 +370,14 @@ impl Daemon {
         };
         let tap = banger_net::tap_name(&vm.id);
         let t = tap.clone();
+        // The bridge is checked once per daemon (and again after a failure).
+        let bridge_ready = self.bridge_ready.load(Ordering::SeqCst) && banger_net::link_exists(&bridge.name);
+        let flag = self.clone_bridge_flag();
         tokio::task::spawn_blocking(move || {
-            bridge.ensure()?;
+            if !bridge_ready {
+                bridge.ensure()?;
+                flag.store(true, Ordering::SeqCst);
+            }
             bridge.add_tap(&t, nix::unistd::getuid().as_raw())
         })
         .await

@@ -15,6 +15,7 @@
 //! never held across an await.
 
 pub mod builds;
+pub mod doctor;
 pub mod host;
 pub mod images;
 pub mod kernels;
@@ -69,6 +70,8 @@ pub struct Daemon {
     /// Live engine processes, keyed by VM id.
     pub(crate) runtimes: Mutex<HashMap<String, Arc<lifecycle::Runtime>>>,
     pub(crate) generation: std::sync::atomic::AtomicU64,
+    /// Whether this daemon has set up the bridge already.
+    pub(crate) bridge_ready: Arc<std::sync::atomic::AtomicBool>,
     shutdown: Notify,
 }
 
@@ -95,8 +98,13 @@ impl Daemon {
             exe: own_exe(),
             runtimes: Mutex::new(HashMap::new()),
             generation: std::sync::atomic::AtomicU64::new(0),
+            bridge_ready: Arc::default(),
             shutdown: Notify::new(),
         }))
+    }
+
+    pub(crate) fn clone_bridge_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.bridge_ready.clone()
     }
 
     /// Asks the server to stop accepting requests and exit. Running VMs are

@@ -1,0 +1,230 @@
+//! `banger doctor`: a read-only health report of the host and banger's
+//! setup, one PASS/WARN/FAIL line per check with a fix hint.
+
+use super::{host, Daemon};
+use serde::Serialize;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Pass,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Check {
+    pub name: String,
+    pub level: Level,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+fn check(name: &str, level: Level, detail: impl Into<String>, hint: Option<&str>) -> Check {
+    Check { name: name.into(), level, detail: detail.into(), hint: hint.map(String::from) }
+}
+
+impl Daemon {
+    /// Runs every check. Nothing here changes the host.
+    pub fn doctor(&self) -> Vec<Check> {
+        let mut out = Vec::new();
+        let arch = std::env::consts::ARCH;
+        out.push(if arch == "x86_64" {
+            check("cpu architecture", Level::Pass, "x86_64", None)
+        } else {
+            check("cpu architecture", Level::Fail, arch, Some("banger supports x86_64 hosts only"))
+        });
+
+        let kvm = host::kvm_status();
+        let kvm_dev = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm");
+        out.push(match (&kvm_dev, kvm.usable) {
+            (Ok(_), true) => check("/dev/kvm", Level::Pass, kvm.reason.clone(), None),
+            (Ok(_), false) => check("/dev/kvm", Level::Warn, kvm.reason.clone(), Some("VMs run under QEMU with TCG emulation (slower); firecracker needs a KVM with VMX/SVM")),
+            (Err(e), _) => check("/dev/kvm", Level::Fail, format!("cannot open /dev/kvm: {e}"), Some("load kvm_intel or kvm_amd, and add your user to the kvm group (`sudo usermod -aG kvm $USER`)")),
+        });
+
+        let fc = host::find_binary(self.config.firecracker_bin.as_deref(), "firecracker", &[]);
+        out.push(match &fc {
+            Some(p) => {
+                let v = banger_engine::firecracker::Firecracker::new(p.clone()).check_version();
+                match v {
+                    Ok((a, b, c)) => check("firecracker", Level::Pass, format!("{} (v{a}.{b}.{c})", p.display()), None),
+                    Err(e) => check("firecracker", Level::Fail, e.to_string(), Some("install firecracker 1.5 or newer from its releases")),
+                }
+            }
+            None if kvm.usable => check("firecracker", Level::Fail, "not found on PATH (and firecracker_bin is unset)", Some("install firecracker from https://github.com/firecracker-microvm/firecracker/releases and put it on PATH")),
+            None => check("firecracker", Level::Warn, "not found; QEMU is used instead", Some("install firecracker where KVM runs ordinary guests")),
+        });
+        let qemu = host::find_binary(self.config.qemu_bin.as_deref(), "qemu-system-x86_64", &[]);
+        let vhost = host::find_binary(
+            self.config.vhost_vsock_bin.as_deref(),
+            "vhost-device-vsock",
+            &host::cargo_bin_dir(),
+        );
+        let need_qemu = !(kvm.usable && fc.is_some());
+        let lvl = if need_qemu { Level::Fail } else { Level::Warn };
+        out.push(match &qemu {
+            Some(p) => check("qemu", Level::Pass, p.display().to_string(), None),
+            None => check(
+                "qemu",
+                lvl.clone(),
+                "qemu-system-x86_64 not found",
+                Some("apt-get install qemu-system-x86"),
+            ),
+        });
+        out.push(match &vhost {
+            Some(p) => check("vhost-device-vsock", Level::Pass, p.display().to_string(), None),
+            None => check(
+                "vhost-device-vsock",
+                lvl,
+                "not found (QEMU VMs need it for the agent channel)",
+                Some("cargo install vhost-device-vsock"),
+            ),
+        });
+        let (engine, why) = self.choose_engine(None).unwrap_or_else(|e| ("none".into(), e.message));
+        out.push(check("engine for new VMs", Level::Pass, format!("{engine}: {why}"), None));
+
+        out.push(match std::fs::OpenOptions::new().read(true).write(true).open("/dev/net/tun") {
+            Ok(_) => check("/dev/net/tun", Level::Pass, "usable", None),
+            Err(e) => check("/dev/net/tun", Level::Fail, format!("{e}"), Some("modprobe tun")),
+        });
+        for (tool, pkg) in [
+            ("mkfs.ext4", "e2fsprogs"),
+            ("debugfs", "e2fsprogs"),
+            ("ip", "iproute2"),
+            ("nft", "nftables"),
+            ("ssh", "openssh-client"),
+        ] {
+            out.push(match banger_image::ext4::tool(tool) {
+                Ok(p) => check(tool, Level::Pass, p.display().to_string(), None),
+                Err(_) => check(
+                    tool,
+                    if tool == "nft" || tool == "ssh" { Level::Warn } else { Level::Fail },
+                    "not found",
+                    Some(&format!("apt-get install {pkg}")),
+                ),
+            });
+        }
+
+        out.push(match self.agent_binary() {
+            Ok(p) => check("guest agent", Level::Pass, format!("{} (static)", p.display()), None),
+            Err(e) => check("guest agent", Level::Fail, e.message, e.hint.as_deref()),
+        });
+        out.push(match self.store.get_kernel(&self.config.default_kernel) {
+            Ok(Some(k)) => {
+                check("default kernel", Level::Pass, format!("{} ({})", k.name, k.vmlinux_path), None)
+            }
+            _ => check(
+                "default kernel",
+                Level::Warn,
+                format!("{:?} is not present", self.config.default_kernel),
+                Some("build it with `banger kernel build`"),
+            ),
+        });
+        out.push(match self.store.get_image_by_name(&self.config.default_image) {
+            Ok(Some(i)) => {
+                check("default image", Level::Pass, format!("{} ({})", i.name, i.rootfs_path), None)
+            }
+            _ => check(
+                "default image",
+                Level::Warn,
+                format!("{:?} is not present", self.config.default_image),
+                Some("build it with `sudo banger image build`"),
+            ),
+        });
+
+        let bridge = &self.config.bridge;
+        out.push(if banger_net::link_exists(bridge) {
+            check(
+                "bridge",
+                Level::Pass,
+                format!("{bridge} exists ({} via {})", self.config.cidr, self.config.gateway()),
+                None,
+            )
+        } else {
+            check("bridge", Level::Pass, format!("{bridge} will be created on the first start"), None)
+        });
+
+        out.push(match nix::sys::statvfs::statvfs(&self.paths.state_dir) {
+            Ok(s) => {
+                let free = s.blocks_available() * s.fragment_size();
+                let gib = free as f64 / (1u64 << 30) as f64;
+                if gib < 2.0 {
+                    check(
+                        "disk space",
+                        Level::Fail,
+                        format!("{gib:.1} GiB free in {}", self.paths.state_dir.display()),
+                        Some("free space: images take ~1 GiB, each VM what it writes"),
+                    )
+                } else if gib < 10.0 {
+                    check(
+                        "disk space",
+                        Level::Warn,
+                        format!("{gib:.1} GiB free in {}", self.paths.state_dir.display()),
+                        None,
+                    )
+                } else {
+                    check(
+                        "disk space",
+                        Level::Pass,
+                        format!("{gib:.0} GiB free in {}", self.paths.state_dir.display()),
+                        None,
+                    )
+                }
+            }
+            Err(e) => check("disk space", Level::Warn, format!("cannot read: {e}"), None),
+        });
+
+        let me = nix::unistd::getuid().as_raw();
+        let sock = self.paths.socket();
+        out.push(match (std::fs::metadata(&self.paths.runtime_dir), std::fs::metadata(&sock)) {
+            (Ok(d), Ok(s))
+                if d.uid() == me
+                    && d.permissions().mode() & 0o777 == 0o700
+                    && s.uid() == me
+                    && s.permissions().mode() & 0o777 == 0o600 =>
+            {
+                check(
+                    "daemon socket",
+                    Level::Pass,
+                    format!("{} (0600 in a 0700 dir, owned by uid {me})", sock.display()),
+                    None,
+                )
+            }
+            (Ok(d), Ok(s)) => check(
+                "daemon socket",
+                Level::Fail,
+                format!(
+                    "{}: dir mode {:o} uid {}, socket mode {:o} uid {}",
+                    sock.display(),
+                    d.permissions().mode() & 0o777,
+                    d.uid(),
+                    s.permissions().mode() & 0o777,
+                    s.uid()
+                ),
+                Some("stop the daemon, remove the runtime dir, and let banger recreate it"),
+            ),
+            _ => check("daemon socket", Level::Fail, format!("{} missing", sock.display()), None),
+        });
+
+        let ssh_config = std::env::var_os("HOME").map(|h| Path::new(&h).join(".ssh/config"));
+        let wired = ssh_config
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .is_some_and(|t| t.contains("# banger ssh-config"));
+        out.push(if wired {
+            check("ssh-config", Level::Pass, "~/.ssh/config includes banger's block", None)
+        } else {
+            check(
+                "ssh-config",
+                Level::Warn,
+                "not wired; `ssh NAME.vm` will not work",
+                Some("run `banger ssh-config --install`"),
+            )
+        });
+        out
+    }
+}
