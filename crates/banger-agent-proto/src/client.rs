@@ -91,6 +91,22 @@ pub async fn put_tar<S, T>(
     s: S,
     dest: &str,
     owner: Option<(u32, u32)>,
+    tar: T,
+    progress: impl FnMut(u64),
+) -> Result<PutResult, CallError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    T: AsyncRead + Unpin,
+{
+    put_tar_renamed(s, dest, owner, None, tar, progress).await
+}
+
+/// [`put_tar`], giving the archive's top entry a new name.
+pub async fn put_tar_renamed<S, T>(
+    s: S,
+    dest: &str,
+    owner: Option<(u32, u32)>,
+    rename: Option<String>,
     mut tar: T,
     mut progress: impl FnMut(u64),
 ) -> Result<PutResult, CallError>
@@ -99,8 +115,12 @@ where
     T: AsyncRead + Unpin,
 {
     let (mut rd, mut wr) = tokio::io::split(s);
-    write_json(&mut wr, Kind::Request, &Request::new(Op::PutFiles(PutFiles { dest: dest.into(), owner })))
-        .await?;
+    write_json(
+        &mut wr,
+        Kind::Request,
+        &Request::new(Op::PutFiles(PutFiles { dest: dest.into(), owner, rename })),
+    )
+    .await?;
     let mut buf = vec![0u8; 256 * 1024];
     let mut sent = 0u64;
     loop {

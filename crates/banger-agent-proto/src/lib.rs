@@ -21,6 +21,8 @@
 //!   `DataEnd`; the agent unpacks it and sends one `Response`.
 //! - `get_files`: the agent sends a `Response` (`started` or an error), the
 //!   tar stream as `Data` frames, then `DataEnd`, then a final `Response`.
+//! - `connect`: one `Response`; after an ok, the connection carries the raw
+//!   bytes of a TCP connection to the guest port (ssh, port forwards).
 //!
 //! Opening a connection per operation costs one vsock handshake (well
 //! under a millisecond on KVM), keeps every operation's state local to its
@@ -29,6 +31,7 @@
 pub mod client;
 mod frame;
 mod messages;
+pub mod tarsafe;
 mod uds;
 
 pub use frame::{read_frame, write_frame, write_json, Frame, Kind, MAX_PAYLOAD};

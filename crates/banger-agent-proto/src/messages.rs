@@ -35,6 +35,30 @@ pub enum Op {
     Sync,
     /// Sync, then shut the guest down (ending the VM).
     Shutdown,
+    /// Connect to a TCP port inside the guest; after an ok `Response` the
+    /// connection carries raw bytes both ways (no more frames).
+    Connect(ConnectRequest),
+    /// Make sure a file contains a line (appending it if missing), creating
+    /// the file and its parent directories with the given modes.
+    EnsureLine(EnsureLine),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnsureLine {
+    /// Absolute path in the guest.
+    pub path: String,
+    /// The line, without its newline.
+    pub line: String,
+    /// Mode for a new file, e.g. 0o600.
+    pub mode: u32,
+    /// Mode for directories created on the way, e.g. 0o700.
+    pub dir_mode: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectRequest {
+    /// TCP port on the guest's loopback (127.0.0.1, then ::1).
+    pub port: u16,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -69,6 +93,9 @@ pub struct PutFiles {
     /// archive's owners.
     #[serde(default)]
     pub owner: Option<(u32, u32)>,
+    /// Give the archive's top entry this name (`cp a VM:/dir/b`).
+    #[serde(default)]
+    pub rename: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,17 +1,17 @@
 //! `put_files` and `get_files`: tar streams in and out of the guest.
 //!
-//! The rules for incoming archives are strict: an entry whose path or
-//! hardlink target is absolute or contains `..` fails the whole transfer
-//! (it is not silently skipped), and no entry is ever written through a
-//! symlink that leads out of the destination. Ownership is root's unless
-//! the request names an owner; modes, symlinks and mtimes are kept.
+//! Incoming archives are unpacked under the rules of
+//! `banger_agent_proto::tarsafe` (shared with the host): a bad entry fails
+//! the whole transfer, nothing lands outside the destination. Ownership is
+//! root's unless the request names an owner; modes, symlinks and mtimes are
+//! kept.
 
 use banger_agent_proto::{
     read_frame, write_frame, write_json, GetFiles, Kind, PutFiles, PutResult, Response, MAX_PAYLOAD,
 };
 use bytes::Bytes;
 use std::io::{Read, Write};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
@@ -23,7 +23,9 @@ where
     let (tx, rx) = mpsc::channel::<Bytes>(8);
     let dest = PathBuf::from(&req.dest);
     let owner = req.owner;
-    let unpack = tokio::task::spawn_blocking(move || unpack(&dest, ChannelReader::new(rx), owner));
+    let rename = req.rename.clone();
+    let unpack =
+        tokio::task::spawn_blocking(move || unpack(&dest, ChannelReader::new(rx), owner, rename.as_deref()));
     let mut tx = Some(tx);
     // Read the whole stream even if unpacking failed early, so the host's
     // writes never block and the reply comes in order.
@@ -57,67 +59,14 @@ where
     write_json(&mut wr, Kind::Response, &resp).await
 }
 
-/// Checks that a path from an archive stays inside the destination.
-pub fn safe_relative(p: &Path) -> Result<(), String> {
-    for c in p.components() {
-        match c {
-            Component::Normal(_) | Component::CurDir => {}
-            Component::ParentDir => return Err(format!("archive entry {} contains '..'", p.display())),
-            Component::RootDir | Component::Prefix(_) => {
-                return Err(format!("archive entry {} is an absolute path", p.display()))
-            }
-        }
-    }
-    Ok(())
-}
-
-fn unpack(dest: &Path, reader: impl Read, owner: Option<(u32, u32)>) -> Result<PutResult, String> {
-    if !dest.is_absolute() {
-        return Err(format!("destination {} is not absolute", dest.display()));
-    }
-    std::fs::create_dir_all(dest).map_err(|e| format!("cannot create {}: {e}", dest.display()))?;
-    let mut archive = tar::Archive::new(reader);
-    archive.set_preserve_permissions(true);
-    archive.set_preserve_mtime(true);
-    archive.set_preserve_ownerships(false);
-    archive.set_overwrite(true);
-    let mut entries = 0u64;
-    let mut bytes = 0u64;
-    let mut dirs = Vec::new();
-    for entry in archive.entries().map_err(|e| format!("not a tar stream: {e}"))? {
-        let mut entry = entry.map_err(|e| format!("corrupt tar stream: {e}"))?;
-        let path = entry.path().map_err(|e| format!("bad entry path: {e}"))?.into_owned();
-        safe_relative(&path)?;
-        if entry.header().entry_type().is_hard_link() {
-            if let Ok(Some(target)) = entry.link_name() {
-                safe_relative(&target)?;
-            }
-        }
-        bytes += entry.size();
-        let is_dir = entry.header().entry_type().is_dir();
-        // unpack_in refuses to write through symlinks that leave `dest`.
-        let inside = entry.unpack_in(dest).map_err(|e| format!("cannot unpack {}: {e}", path.display()))?;
-        if !inside {
-            return Err(format!("archive entry {} would land outside {}", path.display(), dest.display()));
-        }
-        let target = dest.join(&path);
-        if let Some((uid, gid)) = owner {
-            std::os::unix::fs::lchown(&target, Some(uid), Some(gid))
-                .map_err(|e| format!("cannot chown {}: {e}", target.display()))?;
-        }
-        if is_dir {
-            if let Ok(m) = entry.header().mtime() {
-                dirs.push((target, m));
-            }
-        }
-        entries += 1;
-    }
-    // Directory mtimes last: unpacking their contents touched them.
-    for (d, m) in dirs {
-        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(m);
-        let _ = std::fs::File::open(&d).and_then(|f| f.set_modified(t));
-    }
-    Ok(PutResult { entries, bytes })
+fn unpack(
+    dest: &Path,
+    reader: impl Read,
+    owner: Option<(u32, u32)>,
+    rename: Option<&str>,
+) -> Result<PutResult, String> {
+    let u = banger_agent_proto::tarsafe::unpack(dest, reader, owner, rename)?;
+    Ok(PutResult { entries: u.entries, bytes: u.bytes })
 }
 
 pub async fn get<W: AsyncWrite + Unpin>(req: GetFiles, mut wr: W) -> std::io::Result<()> {
@@ -209,19 +158,5 @@ impl Write for ChannelWriter {
         self.tx
             .blocking_send(chunk)
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "reader gone"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn relative_paths_only() {
-        assert!(safe_relative(Path::new("a/b/c")).is_ok());
-        assert!(safe_relative(Path::new("./a")).is_ok());
-        assert!(safe_relative(Path::new("../a")).is_err());
-        assert!(safe_relative(Path::new("a/../../b")).is_err());
-        assert!(safe_relative(Path::new("/etc/passwd")).is_err());
     }
 }

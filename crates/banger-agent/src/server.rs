@@ -85,6 +85,32 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S
         Op::Exec(e) => crate::exec::run(e, rd, wr).await,
         Op::PutFiles(p) => crate::files::put(p, rd, wr).await,
         Op::GetFiles(g) => crate::files::get(g, wr).await,
+        Op::EnsureLine(e) => {
+            let r = match tokio::task::spawn_blocking(move || ensure_line(&e)).await {
+                Ok(Ok(added)) => Response::ok(serde_json::json!({ "added": added })),
+                Ok(Err(m)) => Response::error(m),
+                Err(e) => Response::error(e.to_string()),
+            };
+            write_json(&mut wr, Kind::Response, &r).await
+        }
+        Op::Connect(c) => {
+            let tcp = match tokio::net::TcpStream::connect(("127.0.0.1", c.port)).await {
+                Ok(t) => t,
+                Err(_) => match tokio::net::TcpStream::connect(("::1", c.port)).await {
+                    Ok(t) => t,
+                    Err(e) => {
+                        let msg = format!("nothing accepts connections on guest port {}: {e}", c.port);
+                        return write_json(&mut wr, Kind::Response, &Response::error(msg)).await;
+                    }
+                },
+            };
+            let _ = tcp.set_nodelay(true);
+            write_json(&mut wr, Kind::Response, &Response::ok(())).await?;
+            // From here on the connection is a plain byte pipe to the port.
+            let mut host = rd.unsplit(wr);
+            let mut tcp = tcp;
+            tokio::io::copy_bidirectional(&mut host, &mut tcp).await.map(|_| ())
+        }
     }
 }
 
@@ -96,4 +122,34 @@ fn health() -> Health {
         hostname: nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default(),
         uptime_ms: STARTED.get().map(|s| s.elapsed().as_millis() as u64).unwrap_or(0),
     }
+}
+
+/// Appends `e.line` to `e.path` unless a line equal to it is there already.
+fn ensure_line(e: &banger_agent_proto::EnsureLine) -> Result<bool, String> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let path = std::path::Path::new(&e.path);
+    if !path.is_absolute() || e.line.contains('\n') {
+        return Err(format!("invalid ensure_line request for {}", e.path));
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(e.dir_mode)
+            .create(dir)
+            .map_err(|err| format!("cannot create {}: {err}", dir.display()))?;
+    }
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    if text.lines().any(|l| l == e.line) {
+        return Ok(false);
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(e.mode)
+        .open(path)
+        .map_err(|err| format!("cannot open {}: {err}", path.display()))?;
+    let sep = if text.is_empty() || text.ends_with('\n') { "" } else { "\n" };
+    write!(f, "{sep}{}\n", e.line).map_err(|err| format!("cannot write {}: {err}", path.display()))?;
+    Ok(true)
 }

@@ -69,6 +69,35 @@ struct FileConfig {
     boot_timeout_secs: Option<u64>,
     network: Option<FileNetwork>,
     vm_defaults: Option<FileVmDefaults>,
+    #[serde(default)]
+    file_sync: Vec<FileFileSync>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileFileSync {
+    host: String,
+    guest: String,
+    #[serde(default)]
+    mode: Option<ModeValue>,
+}
+
+/// A file mode in config: `"0600"` or `384`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum ModeValue {
+    Number(u32),
+    Text(String),
+}
+
+/// One `[[file_sync]]` entry: a host file copied into every guest at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSync {
+    /// Absolute, inside the user's home.
+    pub host: PathBuf,
+    /// Absolute path in the guest.
+    pub guest: String,
+    pub mode: u32,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -105,6 +134,8 @@ pub struct Config {
     pub vcpu: u32,
     pub memory_mib: u64,
     pub disk_size_mib: u64,
+    /// Files copied into every guest at each start.
+    pub file_sync: Vec<FileSync>,
     /// Where the config was read from, and which keys it set.
     pub path: PathBuf,
     pub file_exists: bool,
@@ -134,6 +165,7 @@ impl Config {
             vcpu: 2,
             memory_mib: 1024,
             disk_size_mib: 8192,
+            file_sync: Vec::new(),
             path,
             file_exists: false,
             set_keys: Vec::new(),
@@ -179,6 +211,7 @@ impl Config {
         mark("vm_defaults.vcpu", vmd.vcpu.is_some());
         mark("vm_defaults.memory", vmd.memory.is_some());
         mark("vm_defaults.disk_size", vmd.disk_size.is_some());
+        mark("file_sync", !file.file_sync.is_empty());
         c.set_keys = set_keys;
 
         let firecracker_bin = file.firecracker_bin.or(c.firecracker_bin.take());
@@ -225,6 +258,12 @@ impl Config {
             validate::memory_mib(mib).map_err(|e| bad("vm_defaults.memory", e))?;
             c.memory_mib = mib;
         }
+        for (i, f) in file.file_sync.iter().enumerate() {
+            let entry = parse_file_sync(f).map_err(|m| {
+                anyhow::anyhow!("Invalid config file {}: file_sync[{i}]: {m}", path.display())
+            })?;
+            c.file_sync.push(entry);
+        }
         if let Some(d) = disk {
             let mib = d.mib().map_err(|e| bad("vm_defaults.disk_size", e))?;
             validate::disk_size_mib(mib).map_err(|e| bad("vm_defaults.disk_size", e))?;
@@ -254,6 +293,14 @@ impl Config {
             ("vm_defaults.vcpu", json!(self.vcpu)),
             ("vm_defaults.memory", json!(validate::format_mib(self.memory_mib))),
             ("vm_defaults.disk_size", json!(validate::format_mib(self.disk_size_mib))),
+            (
+                "file_sync",
+                json!(self
+                    .file_sync
+                    .iter()
+                    .map(|f| json!({"host": f.host.display().to_string(), "guest": f.guest, "mode": format!("{:04o}", f.mode)}))
+                    .collect::<Vec<_>>()),
+            ),
         ];
         ConfigView {
             path: self.path.display().to_string(),
@@ -272,6 +319,51 @@ impl Config {
     /// The bridge's own address: the first host address of the CIDR.
     pub fn gateway(&self) -> std::net::Ipv4Addr {
         self.cidr.hosts().next().expect("a CIDR of /30 or larger has hosts")
+    }
+}
+
+/// Checks one `[[file_sync]]` entry: the guest path absolute without `..`,
+/// the host path (`~/` allowed) inside the user's home, the mode octal.
+fn parse_file_sync(f: &FileFileSync) -> Result<FileSync, String> {
+    let home = std::env::var_os("HOME").map(PathBuf::from).ok_or("HOME is not set")?;
+    let host = match f.host.strip_prefix("~/") {
+        Some(rest) => home.join(rest),
+        None => PathBuf::from(&f.host),
+    };
+    if !host.is_absolute() {
+        return Err(format!("host path {:?} must be absolute or start with ~/", f.host));
+    }
+    if !within(&host, &home) {
+        return Err(format!(
+            "host path {:?} is outside your home {}; banger only copies files from there",
+            f.host,
+            home.display()
+        ));
+    }
+    if !f.guest.starts_with('/') || f.guest.split('/').any(|c| c == "..") || f.guest.ends_with('/') {
+        return Err(format!("guest path {:?} must be an absolute file path without '..'", f.guest));
+    }
+    let mode = match &f.mode {
+        None => 0o600,
+        Some(ModeValue::Number(n)) => *n,
+        Some(ModeValue::Text(t)) => u32::from_str_radix(t.trim_start_matches("0o"), 8)
+            .map_err(|_| format!("mode {t:?} is not octal"))?,
+    };
+    if mode > 0o7777 {
+        return Err(format!("mode {mode:o} is out of range"));
+    }
+    Ok(FileSync { host, guest: f.guest.clone(), mode })
+}
+
+/// Whether `path` is inside `dir`, following symlinks where the path exists
+/// and refusing `..` where it does not.
+pub fn within(path: &Path, dir: &Path) -> bool {
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    match path.canonicalize() {
+        Ok(real) => real.starts_with(&dir),
+        Err(_) => {
+            !path.components().any(|c| matches!(c, std::path::Component::ParentDir)) && path.starts_with(&dir)
+        }
     }
 }
 
@@ -338,6 +430,29 @@ mod tests {
         assert_eq!(src("engine"), "file");
         assert_eq!(src("vm_defaults.memory"), "file");
         assert_eq!(src("network.bridge"), "default");
+    }
+
+    #[test]
+    fn file_sync_entries() {
+        let home = std::env::var("HOME").unwrap();
+        let c = parse(&format!(
+            "[[file_sync]]\nhost = \"~/.npmrc\"\nguest = \"/root/.npmrc\"\n[[file_sync]]\nhost = \"{home}/x\"\nguest = \"/etc/x\"\nmode = \"0644\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.file_sync.len(), 2);
+        assert_eq!(c.file_sync[0].mode, 0o600);
+        assert_eq!(c.file_sync[1].mode, 0o644);
+        assert!(c.file_sync[0].host.starts_with(&home));
+        for bad in [
+            "[[file_sync]]\nhost = \"/etc/shadow\"\nguest = \"/x\"",
+            "[[file_sync]]\nhost = \"~/../../etc/shadow\"\nguest = \"/x\"",
+            "[[file_sync]]\nhost = \"~/a\"\nguest = \"relative\"",
+            "[[file_sync]]\nhost = \"~/a\"\nguest = \"/a/../b\"",
+            "[[file_sync]]\nhost = \"~/a\"\nguest = \"/a\"\nmode = \"9\"",
+            "[[file_sync]]\nhost = \"~/a\"\nguest = \"/a\"\nbogus = 1",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! The command tree, one module per command group.
 
 mod config;
+mod cp;
 mod daemon;
 mod doctor;
 mod exec;
+mod forward;
 mod image;
 mod kernel;
+mod ssh;
 mod vm;
 
 use crate::client::Client;
@@ -61,6 +64,8 @@ enum Cmd {
     /// Show banger's configuration
     #[command(subcommand)]
     Config(config::ConfigCmd),
+    /// Print banger's ssh_config (`Host *.vm`), or install/uninstall it in ~/.ssh/config
+    SshConfig(ssh::SshConfigArgs),
     /// Check the host and banger's setup: PASS/WARN/FAIL with a fix per line (exit 1 on FAIL)
     Doctor(JsonFlag),
     /// Print the version and commit of this build
@@ -102,6 +107,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Cmd::Daemon(c) => daemon::run(Client::new(paths), c).await,
+        Cmd::SshConfig(a) => ssh::ssh_config(&Client::connect(paths).await?, a).await,
         Cmd::Doctor(f) => doctor::run(&Client::connect(paths).await?, f).await,
         Cmd::Config(c) => config::run(Client::connect(paths).await?, c).await,
         Cmd::Vm(c) => vm::run(Client::connect(paths).await?, c).await,

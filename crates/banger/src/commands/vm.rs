@@ -40,6 +40,15 @@ pub enum VmCmd {
     Exec(super::exec::ExecArgs),
     /// List the guest's listening TCP and UDP ports
     Ports(ShowArgs),
+    /// Open an SSH session (or run a command over SSH) with banger's key
+    Ssh(super::ssh::SshArgs),
+    /// Copy files and directories between the host and a VM
+    Cp(super::cp::CpArgs),
+    /// Forward host ports to guest ports until interrupted
+    Forward(super::forward::ForwardArgs),
+    /// Connect stdin/stdout to a guest TCP port (used as ssh's ProxyCommand)
+    #[command(hide = true)]
+    Proxy(super::ssh::ProxyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -86,6 +95,9 @@ pub struct CreateArgs {
     /// Engine: auto (firecracker where KVM runs ordinary guests, else qemu), firecracker or qemu
     #[arg(long, value_parser = ["auto", "firecracker", "qemu"])]
     pub engine: Option<String>,
+    /// Forward [HOST_ADDR:]HOST_PORT:GUEST_PORT for the VM's life (repeatable)
+    #[arg(short = 'p', long = "publish", value_parser = super::forward::parse_forward)]
+    pub forwards: Vec<banger_api::PortForward>,
     /// Print the created VM as JSON
     #[arg(long)]
     pub json: bool,
@@ -202,6 +214,10 @@ pub async fn run(client: Client, cmd: VmCmd) -> anyhow::Result<i32> {
             let cwd = vm.workspace.as_ref().map(|w| w.guest_path.clone());
             super::exec::run(&client, a, cwd).await
         }
+        VmCmd::Ssh(a) => super::ssh::ssh(&client, a).await,
+        VmCmd::Cp(a) => super::cp::run(&client, a).await,
+        VmCmd::Forward(a) => super::forward::run(&client, a).await,
+        VmCmd::Proxy(a) => super::ssh::proxy(&client, a).await,
         VmCmd::Ports(a) => {
             let mut s = client.agent(&a.vm).await?;
             let v = banger_agent_proto::client::call(&mut s, banger_agent_proto::Op::Ports).await?;
@@ -255,6 +271,7 @@ async fn create(client: &Client, a: CreateArgs) -> anyhow::Result<i32> {
         disk_size_mib: a.disk_size,
         no_start: a.no_start,
         engine: a.engine,
+        forwards: a.forwards,
         ..Default::default()
     };
     let mut view = ProgressView::new(false);

@@ -41,6 +41,8 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<State>)> {
         (Method::POST, "/v1/daemon/shutdown", post(system::shutdown)),
         (Method::GET, "/v1/config", get(system::config)),
         (Method::GET, "/v1/doctor", get(system::doctor)),
+        (Method::GET, "/v1/ssh", get(system::ssh)),
+        (Method::POST, "/v1/ssh/config", post(system::ssh_config)),
         (Method::GET, "/v1/kernels", get(kernels::list)),
         (Method::POST, "/v1/kernels", post(kernels::import)),
         (Method::POST, "/v1/kernels/build", post(kernels::build)),
@@ -63,6 +65,7 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<State>)> {
         (Method::POST, "/v1/vms/{vm}/resume", post(vms::resume)),
         (Method::GET, "/v1/vms/{vm}/logs", get(vms::logs)),
         (Method::POST, "/v1/vms/{vm}/agent", post(agent::connect)),
+        (Method::POST, "/v1/vms/{vm}/forget-host-key", post(vms::forget_host_key)),
     ]
 }
 

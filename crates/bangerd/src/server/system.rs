@@ -44,3 +44,24 @@ pub async fn doctor(
         .map_err(|e| banger_api::ApiError::internal(format!("doctor task: {e}")))?;
     Ok(Json(checks))
 }
+
+pub async fn ssh(extract::State(d): extract::State<State>) -> HttpResult<crate::service::guest::SshInfo> {
+    Ok(Json(d.ensure_ssh_key()?))
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshConfigRequest {
+    /// Absolute path of the banger executable for the ProxyCommand.
+    banger: String,
+}
+
+/// Writes banger's ssh_config (a `Host *.vm` block) into the state dir and
+/// returns its path and text.
+pub async fn ssh_config(
+    extract::State(d): extract::State<State>,
+    super::ApiJson(req): super::ApiJson<SshConfigRequest>,
+) -> HttpResult<serde_json::Value> {
+    let (path, text) = d.write_ssh_config(&req.banger)?;
+    Ok(Json(serde_json::json!({ "path": path, "text": text })))
+}

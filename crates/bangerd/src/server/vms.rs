@@ -58,6 +58,12 @@ pub async fn kill(S(d): S<State>, Path(vm): Path<String>) -> HttpResult<Vm> {
     Ok(Json(d.kill_vm(&vm).await?))
 }
 
+pub async fn forget_host_key(S(d): S<State>, Path(vm): Path<String>) -> HttpResult<serde_json::Value> {
+    let rec = d.find_vm(&vm)?;
+    let forgotten = d.forget_host_key(&rec.name);
+    Ok(Json(serde_json::json!({ "name": rec.name, "forgotten": forgotten })))
+}
+
 pub async fn pause(S(d): S<State>, Path(vm): Path<String>) -> HttpResult<Vm> {
     Ok(Json(d.pause_vm(&vm).await?))
 }

@@ -55,6 +55,8 @@ pub struct Runtime {
     /// boot ends as `stopped` rather than `error`.
     cancelled: AtomicBool,
     exited: watch::Receiver<bool>,
+    /// Listener tasks of the VM's port forwards.
+    pub(crate) forwards: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Runtime {
@@ -354,6 +356,9 @@ impl Daemon {
         let deadline = Instant::now() + Duration::from_secs(self.config.boot_timeout_secs);
         let health = self.wait_for_agent(vm, &rt, deadline).await?;
         tracing::info!(vm = %vm.name, init = %health.init, agent = %health.agent_version, "guest agent ready");
+        progress.phase("configure", "configuring the guest");
+        self.configure_guest(vm, &rt, progress).await;
+        self.open_forwards(vm, &rt).await?;
         Ok(())
     }
 
@@ -399,6 +404,7 @@ impl Daemon {
             expected_exit: AtomicBool::new(false),
             cancelled: AtomicBool::new(false),
             exited: rx,
+            forwards: std::sync::Mutex::new(Vec::new()),
         });
         self.runtimes.lock().unwrap_or_else(|e| e.into_inner()).insert(vm_id.to_string(), rt.clone());
         let d = self.clone();
@@ -571,6 +577,9 @@ impl Daemon {
     /// the errors are returned together.
     pub(crate) async fn teardown_runtime(&self, vm: &VmRecord, handles: Option<&Handles>) -> Vec<String> {
         let mut errors = Vec::new();
+        if let Some(rt) = self.runtime(&vm.id) {
+            super::forwards::close_forwards(&rt);
+        }
         if let Some(h) = handles {
             for p in std::iter::once(&h.vmm).chain(&h.helpers) {
                 process::kill(p, nix::sys::signal::Signal::SIGKILL);
@@ -673,6 +682,9 @@ impl Daemon {
                     let rt = self.track(&vm.id, h);
                     if state == VmState::Running || state == VmState::Paused {
                         tracing::info!(vm = %vm.name, pid = rt.handles.vmm.pid, "adopted running VM");
+                        if let Err(e) = self.open_forwards(vm, &rt).await {
+                            tracing::warn!(vm = %vm.name, "cannot restore port forwards: {}", e.message);
+                        }
                         continue;
                     }
                     if state == VmState::Stopping {

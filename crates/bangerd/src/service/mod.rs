@@ -16,6 +16,8 @@
 
 pub mod builds;
 pub mod doctor;
+pub mod forwards;
+pub mod guest;
 pub mod host;
 pub mod images;
 pub mod kernels;

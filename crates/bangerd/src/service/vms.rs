@@ -203,6 +203,7 @@ impl Daemon {
             .with_hint(format!("fix the cause and run `banger vm delete {}` again", vm.name)));
         }
         self.store.delete_vm(&vm.id).map_err(store_err)?;
+        self.forget_host_key(&vm.name);
         tracing::info!(vm = %vm.name, id = %vm.id, "VM deleted");
         Ok(before)
     }
