@@ -150,6 +150,6 @@ fn ensure_line(e: &banger_agent_proto::EnsureLine) -> Result<bool, String> {
         .open(path)
         .map_err(|err| format!("cannot open {}: {err}", path.display()))?;
     let sep = if text.is_empty() || text.ends_with('\n') { "" } else { "\n" };
-    write!(f, "{sep}{}\n", e.line).map_err(|err| format!("cannot write {}: {err}", path.display()))?;
+    writeln!(f, "{sep}{}", e.line).map_err(|err| format!("cannot write {}: {err}", path.display()))?;
     Ok(true)
 }
