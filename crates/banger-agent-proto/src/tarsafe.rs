@@ -143,6 +143,64 @@ mod tests {
         assert!(safe_relative(Path::new("/etc/passwd")).is_err());
     }
 
+    /// A tar whose single entry has exactly `path` (bypassing the tar
+    /// crate's own checks on the writing side).
+    fn hostile(path: &str, kind: tar::EntryType, link: Option<&str>) -> Vec<u8> {
+        let mut h = tar::Header::new_gnu();
+        {
+            let raw = h.as_old_mut();
+            raw.name[..path.len()].copy_from_slice(path.as_bytes());
+            if let Some(l) = link {
+                raw.linkname[..l.len()].copy_from_slice(l.as_bytes());
+            }
+        }
+        h.set_entry_type(kind);
+        h.set_mode(0o644);
+        h.set_size(if kind == tar::EntryType::Regular { 5 } else { 0 });
+        h.set_cksum();
+        let mut out = h.as_bytes().to_vec();
+        if kind == tar::EntryType::Regular {
+            let mut block = [0u8; 512];
+            block[..5].copy_from_slice(b"pwned");
+            out.extend_from_slice(&block);
+        }
+        out.extend_from_slice(&[0u8; 1024]);
+        out
+    }
+
+    #[test]
+    fn hostile_archives_write_nothing_outside() {
+        let root = tempfile::tempdir().unwrap();
+        let dest = root.path().join("dest");
+        let outside = root.path().join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        let abs = format!("{}/evil", outside.display());
+        for t in [
+            hostile("../outside/evil", tar::EntryType::Regular, None),
+            hostile("a/../../outside/evil", tar::EntryType::Regular, None),
+            hostile(&abs, tar::EntryType::Regular, None),
+            hostile("hard", tar::EntryType::Link, Some("../outside/target")),
+        ] {
+            assert!(unpack(&dest, t.as_slice(), None, None).is_err());
+            assert!(unpack(&dest, t.as_slice(), None, Some("renamed")).is_err());
+        }
+        // A symlink out of dest, then a file written through it.
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_mode(0o777);
+        b.append_link(&mut h, "esc", &outside).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_size(5);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "esc/evil", &b"pwned"[..]).unwrap();
+        let t = b.into_inner().unwrap();
+        assert!(unpack(&dest, t.as_slice(), None, None).is_err());
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "something landed outside");
+    }
+
     #[test]
     fn renames_the_top_entry() {
         let src = tempfile::tempdir().unwrap();

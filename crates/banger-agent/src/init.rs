@@ -70,7 +70,9 @@ pub fn main() -> ! {
         init_api_filesystems();
         let _ = crate::sys::loopback_up();
     }
-    let agent = spawn_agent();
+    // Under the image's init nobody would restart a dead agent, so it runs
+    // under a small supervisor; as PID 1 we restart it ourselves.
+    let agent = spawn_agent(has_init);
     say(&format!(
         "root ready in {} ms; agent started; init: {}",
         t0.elapsed().as_millis(),
@@ -164,14 +166,16 @@ fn set_hostname(name: &str) {
     }
 }
 
-fn spawn_agent() -> Option<Pid> {
+fn spawn_agent(supervised: bool) -> Option<Pid> {
     // SAFETY: we are single-threaded here (no runtime has started), so the
     // child may do anything before exec.
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
             let prog = CString::new(AGENT).unwrap_or_default();
             let name = CString::new("banger-agent").unwrap_or_default();
-            let _ = execv(&prog, &[name]);
+            let flag = CString::new("--supervise").unwrap_or_default();
+            let argv = if supervised { vec![name, flag] } else { vec![name] };
+            let _ = execv(&prog, &argv);
             say(&format!("cannot exec {AGENT}"));
             std::process::exit(127);
         }
@@ -205,7 +209,7 @@ fn stay_pid1(mut agent: Option<Pid>) -> ! {
                             }
                             last_restart = Instant::now();
                             say("the agent exited; restarting it");
-                            agent = spawn_agent();
+                            agent = spawn_agent(false);
                         }
                     }
                 }

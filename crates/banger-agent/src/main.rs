@@ -14,8 +14,10 @@
 mod exec;
 mod files;
 mod init;
+mod nomem;
 mod ports;
 mod server;
+mod supervise;
 mod sys;
 mod users;
 
@@ -24,6 +26,9 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if std::process::id() == 1 || argv0.ends_with("banger-init") {
         init::main();
+    }
+    if args.iter().any(|a| a == "--supervise") {
+        supervise::run();
     }
     if args.iter().any(|a| a == "--version") {
         println!("banger-agent {}", env!("CARGO_PKG_VERSION"));

@@ -28,7 +28,7 @@ pub async fn run(unix: Option<PathBuf>) -> std::io::Result<()> {
             let l = tokio_vsock::VsockListener::bind(addr)?;
             loop {
                 let (s, _) = l.accept().await?;
-                tokio::spawn(handle(s));
+                tokio::spawn(handle(crate::nomem::NoMemRetry::new(s)));
             }
         }
     }

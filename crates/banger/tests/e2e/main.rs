@@ -11,6 +11,7 @@
 //! When something they need is missing (root, qemu, the fixtures, the
 //! static agent), the tests print one SKIPPED line saying what, and pass.
 
+mod access;
 mod firecracker;
 mod harness;
 mod lifecycle;

@@ -647,10 +647,12 @@ impl Daemon {
     }
 
     /// Stops whatever runs for a VM that is being deleted; the caller holds
-    /// the VM's lock.
+    /// the VM's lock. The engine is killed rather than shut down cleanly: the
+    /// disk is about to be removed, so a clean shutdown would protect nothing
+    /// and only take seconds.
     pub async fn teardown_for_delete(self: &Arc<Self>, vm: &VmRecord) -> std::result::Result<(), String> {
         if self.runtime(&vm.id).is_some() {
-            self.stop_locked(vm, DEFAULT_STOP_TIMEOUT, false).await.map_err(|e| e.message)?;
+            self.stop_locked(vm, Duration::ZERO, true).await.map_err(|e| e.message)?;
         } else {
             // Leftovers of an earlier crash: a tap, sockets, handles.json.
             if let Some(e) = join_errors(self.teardown_runtime(vm, None).await) {

@@ -91,6 +91,7 @@ impl Daemon {
         let disk_size_mib = req.disk_size_mib.unwrap_or(self.config.disk_size_mib);
         validate::disk_size_mib(disk_size_mib)?;
         validate_forwards(&req.forwards)?;
+        self.check_forward_ports(&req.forwards)?;
         let (engine, engine_reason) = self.choose_engine(req.engine.as_deref())?;
         let image_ref = req.image.clone().unwrap_or_else(|| self.config.default_image.clone());
         progress.phase("resolve", format!("resolving image {image_ref}"));
@@ -206,6 +207,43 @@ impl Daemon {
         self.forget_host_key(&vm.name);
         tracing::info!(vm = %vm.name, id = %vm.id, "VM deleted");
         Ok(before)
+    }
+}
+
+impl Daemon {
+    /// Refuses host ports another VM forwards, or that something on the
+    /// host already listens on — before anything is written.
+    fn check_forward_ports(&self, forwards: &[PortForward]) -> Result<()> {
+        let taken: Vec<(String, PortForward)> = self
+            .store
+            .list_vms()
+            .map_err(store_err)?
+            .into_iter()
+            .flat_map(|v| {
+                let fs: Vec<PortForward> = serde_json::from_value(v.forwards.clone()).unwrap_or_default();
+                fs.into_iter().map(move |f| (v.name.clone(), f))
+            })
+            .collect();
+        for (i, f) in forwards.iter().enumerate() {
+            if forwards[..i].iter().any(|o| o.host_port == f.host_port) {
+                return Err(ApiError::invalid(format!("Host port {} is forwarded twice", f.host_port)));
+            }
+            if let Some((vm, _)) = taken.iter().find(|(_, o)| o.host_port == f.host_port) {
+                return Err(ApiError::conflict(format!(
+                    "Host port {} is already forwarded to VM {vm:?}",
+                    f.host_port
+                ))
+                .with_hint("pick another host port"));
+            }
+            if let Err(e) = std::net::TcpListener::bind((f.host_addr.as_str(), f.host_port)) {
+                return Err(ApiError::conflict(format!(
+                    "Cannot use host port {}:{}: {e}",
+                    f.host_addr, f.host_port
+                ))
+                .with_hint("something on the host already uses it; pick another host port"));
+            }
+        }
+        Ok(())
     }
 }
 
