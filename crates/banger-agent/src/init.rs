@@ -66,7 +66,9 @@ pub fn main() -> ! {
     let has_init = Path::new(&init).exists() && params.init.as_deref() != Some("none");
     let mode = if has_init { "systemd" } else { "banger-init" };
     std::env::set_var("BANGER_INIT_MODE", mode);
-    if !has_init {
+    if has_init {
+        own_tmp_cleanup();
+    } else {
         init_api_filesystems();
         let _ = crate::sys::loopback_up();
     }
@@ -135,6 +137,34 @@ fn setup() -> Result<(), String> {
     umount2(".", MntFlags::MNT_DETACH).map_err(|e| format!("detach the old root: {e}"))?;
     std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))?;
     Ok(())
+}
+
+/// The agent answers while the image's init is still booting, so a command
+/// from the host may run before systemd-tmpfiles does — and Debian's rule
+/// `D /tmp` would then empty /tmp under it. So /tmp is emptied here, before
+/// the agent starts, and that rule is replaced (once, on the VM's own disk,
+/// unless the image or the user already has one) by one that only creates it.
+fn own_tmp_cleanup() {
+    let is_dir = std::fs::symlink_metadata("/tmp").map(|m| m.is_dir()).unwrap_or(false);
+    if is_dir {
+        for entry in std::fs::read_dir("/tmp").into_iter().flatten().flatten() {
+            let path = entry.path();
+            let _ = match entry.file_type() {
+                Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),
+                _ => std::fs::remove_file(&path),
+            };
+        }
+    }
+    let rule = Path::new("/etc/tmpfiles.d/tmp.conf");
+    if !rule.exists() && Path::new("/usr/lib/tmpfiles.d/tmp.conf").exists() {
+        let _ = std::fs::create_dir_all("/etc/tmpfiles.d");
+        let _ = std::fs::write(
+            rule,
+            "# banger: /sbin/banger-init empties /tmp at boot, before the agent starts,\n\
+             # so systemd-tmpfiles must not empty it again under a running command.\n\
+             d /tmp 1777 root root -\n",
+        );
+    }
 }
 
 /// What systemd would mount, for images where we stay PID 1.

@@ -168,8 +168,10 @@ fn run_debugfs(debugfs: &Path, image: &Path, args: &[&str], stdin: Option<&str>)
 }
 
 /// Makes an ext4 image of `size_mib` MiB at `image` from the contents of
-/// `dir`, without mounting (`mkfs.ext4 -d`). Lazy inode-table and journal
-/// initialisation keep it fast and the file sparse.
+/// `dir` (or empty), without mounting (`mkfs.ext4 -d`). The file starts as
+/// all holes, so mkfs may assume zeroed storage (e2fsprogs 1.47+): nothing
+/// is written for inode tables and journal, now or at first mount, and the
+/// file stays sparse.
 pub fn mkfs_from_dir(image: &Path, dir: Option<&Path>, size_mib: u64, label: &str) -> anyhow::Result<()> {
     let mkfs = tool("mkfs.ext4")?;
     let f = std::fs::File::options()
@@ -179,13 +181,20 @@ pub fn mkfs_from_dir(image: &Path, dir: Option<&Path>, size_mib: u64, label: &st
         .with_context(|| format!("Cannot create {}", image.display()))?;
     f.set_len(size_mib << 20)?;
     drop(f);
-    let mut cmd = Command::new(mkfs);
-    cmd.args(["-q", "-F", "-t", "ext4", "-L", label, "-m", "0"])
-        .args(["-E", "lazy_itable_init=1,lazy_journal_init=1"]);
-    if let Some(d) = dir {
-        cmd.arg("-d").arg(d);
+    let run = |extended: &str| {
+        let mut cmd = Command::new(&mkfs);
+        cmd.args(["-q", "-F", "-t", "ext4", "-L", label, "-m", "0", "-E", extended]);
+        if let Some(d) = dir {
+            cmd.arg("-d").arg(d);
+        }
+        cmd.arg(image).stdin(Stdio::null()).output()
+    };
+    let mut out = run("lazy_itable_init=1,lazy_journal_init=1,assume_storage_prezeroed=1")
+        .context("Cannot run mkfs.ext4")?;
+    if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("assume_storage_prezeroed") {
+        // Older e2fsprogs: lazy init only.
+        out = run("lazy_itable_init=1,lazy_journal_init=1").context("Cannot run mkfs.ext4")?;
     }
-    let out = cmd.arg(image).stdin(Stdio::null()).output().context("Cannot run mkfs.ext4")?;
     if !out.status.success() {
         let _ = std::fs::remove_file(image);
         bail!("mkfs.ext4 failed on {}: {}", image.display(), String::from_utf8_lossy(&out.stderr).trim());
@@ -198,32 +207,7 @@ pub fn mkfs_from_dir(image: &Path, dir: Option<&Path>, size_mib: u64, label: &st
 /// (`assume_storage_prezeroed`, e2fsprogs 1.47+) keeps the kernel from
 /// writing them out on first mount, and the disk stays a few MiB.
 pub fn create_vm_disk(path: &Path, size_mib: u64) -> anyhow::Result<()> {
-    let mkfs = tool("mkfs.ext4")?;
-    let f = std::fs::File::options()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .with_context(|| format!("Cannot create {}", path.display()))?;
-    f.set_len(size_mib << 20)?;
-    drop(f);
-    let run = |extended: &str| {
-        Command::new(&mkfs)
-            .args(["-q", "-F", "-t", "ext4", "-L", "banger-disk", "-m", "0", "-E", extended])
-            .arg(path)
-            .stdin(Stdio::null())
-            .output()
-    };
-    let mut out = run("lazy_itable_init=1,lazy_journal_init=1,assume_storage_prezeroed=1")
-        .context("Cannot run mkfs.ext4")?;
-    if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("assume_storage_prezeroed") {
-        // Older e2fsprogs: lazy init only.
-        out = run("lazy_itable_init=1,lazy_journal_init=1").context("Cannot run mkfs.ext4")?;
-    }
-    if !out.status.success() {
-        let _ = std::fs::remove_file(path);
-        bail!("mkfs.ext4 failed on {}: {}", path.display(), String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(())
+    mkfs_from_dir(path, None, size_mib, "banger-disk")
 }
 
 /// Creates a VM disk by cloning a formatted template of the same size from

@@ -186,6 +186,10 @@ impl Client {
         decode(self.send(Method::POST, path, Some(serde_json::to_vec(body)?), false).await?).await
     }
 
+    pub async fn put<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
+        decode(self.send(Method::PUT, path, Some(serde_json::to_vec(body)?), false).await?).await
+    }
+
     pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         decode(self.send(Method::DELETE, path, None, false).await?).await
     }
@@ -250,6 +254,31 @@ impl Client {
         }
         let up = hyper::upgrade::on(resp).await.context("the agent stream could not be opened")?;
         Ok(hyper_util::rt::TokioIo::new(up))
+    }
+
+    /// PUTs a body that arrives in chunks on `rx` (a tar stream, say).
+    pub async fn put_stream<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        content_type: &str,
+        rx: tokio::sync::mpsc::Receiver<Bytes>,
+    ) -> anyhow::Result<T> {
+        let sock = self.paths.socket();
+        let io = tokio::net::UnixStream::connect(&sock).await.map_err(|e| Unreachable(sock.clone(), e))?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io)).await?;
+        tokio::spawn(conn);
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+            let chunk = rx.recv().await?;
+            Some((Ok::<_, std::io::Error>(hyper::body::Frame::data(chunk)), rx))
+        });
+        let req = Request::builder()
+            .method(Method::PUT)
+            .uri(path)
+            .header(header::HOST, "bangerd")
+            .header(header::CONTENT_TYPE, content_type)
+            .body(http_body_util::StreamBody::new(stream))?;
+        decode(sender.send_request(req).await?).await
     }
 
     /// GETs `path` and copies the body to stdout as it arrives.

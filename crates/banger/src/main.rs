@@ -8,6 +8,7 @@ mod client;
 mod commands;
 mod output;
 mod sys;
+mod workspace;
 
 use clap::Parser;
 
@@ -21,7 +22,11 @@ fn main() {
         }
     };
     let code = rt.block_on(commands::run(cli));
-    // Do not wait for stray tasks (a reaper thread, a half-read stream).
-    rt.shutdown_timeout(std::time::Duration::from_millis(100));
+    // Exit without shutting the runtime down: a task blocked reading stdin
+    // (exec's forwarder) can never finish, and waiting for it would only add
+    // latency to every command.
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
     std::process::exit(code);
 }

@@ -45,15 +45,6 @@ fn progress_bar(total: Option<u64>) -> Option<indicatif::ProgressBar> {
     Some(b)
 }
 
-fn tree_size(p: &Path) -> u64 {
-    let Ok(m) = std::fs::symlink_metadata(p) else { return 0 };
-    if m.is_dir() {
-        std::fs::read_dir(p).map(|rd| rd.flatten().map(|e| tree_size(&e.path())).sum()).unwrap_or(0)
-    } else {
-        m.len()
-    }
-}
-
 pub async fn run(client: &Client, a: CpArgs) -> anyhow::Result<i32> {
     match (remote(&a.src), remote(&a.dst)) {
         (None, Some((vm, dst))) => upload(client, Path::new(&a.src), vm, dst).await,
@@ -90,7 +81,7 @@ async fn upload(client: &Client, src: &Path, vm: &str, dst: &str) -> anyhow::Res
             (parent, Some(new))
         }
     };
-    let total = tree_size(src);
+    let total = super::cp_tree_size(src);
     let bar = progress_bar(Some(total));
     let (reader, writer) = tokio::io::duplex(1 << 20);
     let src2 = src.to_path_buf();

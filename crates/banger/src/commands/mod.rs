@@ -8,8 +8,10 @@ mod exec;
 mod forward;
 mod image;
 mod kernel;
+mod run;
 mod ssh;
 mod vm;
+mod workspace;
 
 use crate::client::Client;
 use crate::output;
@@ -166,4 +168,15 @@ pub fn seg(s: &str) -> String {
         }
     }
     out
+}
+
+/// Total size of the files under `p` (or of `p` itself), not following
+/// symlinks.
+pub fn cp_tree_size(p: &std::path::Path) -> u64 {
+    let Ok(m) = std::fs::symlink_metadata(p) else { return 0 };
+    if m.is_dir() {
+        std::fs::read_dir(p).map(|rd| rd.flatten().map(|e| cp_tree_size(&e.path())).sum()).unwrap_or(0)
+    } else {
+        m.len()
+    }
 }

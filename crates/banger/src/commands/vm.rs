@@ -46,6 +46,11 @@ pub enum VmCmd {
     Cp(super::cp::CpArgs),
     /// Forward host ports to guest ports until interrupted
     Forward(super::forward::ForwardArgs),
+    /// Create a VM, copy a git workspace in, and open a shell or run a command
+    Run(super::run::RunArgs),
+    /// Copy a git workspace into a VM, or export the changes made there
+    #[command(subcommand)]
+    Workspace(super::workspace::WorkspaceCmd),
     /// Connect stdin/stdout to a guest TCP port (used as ssh's ProxyCommand)
     #[command(hide = true)]
     Proxy(super::ssh::ProxyArgs),
@@ -215,6 +220,8 @@ pub async fn run(client: Client, cmd: VmCmd) -> anyhow::Result<i32> {
             super::exec::run(&client, a, cwd).await
         }
         VmCmd::Ssh(a) => super::ssh::ssh(&client, a).await,
+        VmCmd::Run(a) => super::run::run(&client, a).await,
+        VmCmd::Workspace(c) => super::workspace::run(&client, c).await,
         VmCmd::Cp(a) => super::cp::run(&client, a).await,
         VmCmd::Forward(a) => super::forward::run(&client, a).await,
         VmCmd::Proxy(a) => super::ssh::proxy(&client, a).await,
@@ -309,11 +316,15 @@ pub async fn list(client: &Client, a: &ListArgs) -> anyhow::Result<i32> {
                 format_mib(v.memory_mib),
                 format_mib(v.disk_size_mib),
                 v.guest_ip.clone(),
+                v.workspace.as_ref().map(|w| w.guest_path.clone()).unwrap_or_else(|| "-".into()),
                 output::age(&v.created_at),
             ]
         })
         .collect();
-    output::table(&["ID", "NAME", "STATE", "IMAGE", "VCPU", "MEMORY", "DISK", "IP", "CREATED"], &rows);
+    output::table(
+        &["ID", "NAME", "STATE", "IMAGE", "VCPU", "MEMORY", "DISK", "IP", "WORKSPACE", "CREATED"],
+        &rows,
+    );
     Ok(0)
 }
 
@@ -365,6 +376,18 @@ fn print_vm(v: &Vm) {
         pairs.push(("tap", rt.tap.clone().unwrap_or_else(|| "-".into())));
         pairs.push(("started", rt.started_at.clone()));
         pairs.push(("console", rt.console_log.clone()));
+    }
+    if let Some(w) = &v.workspace {
+        pairs.push(("workspace", w.guest_path.clone()));
+        pairs.push(("  from", w.host_path.clone()));
+        pairs.push(("  head", w.head.clone()));
+        if let Some(b) = &w.branch {
+            pairs.push(("  branch", b.clone()));
+        }
+        pairs.push(("  prepared", w.prepared_at.clone()));
+    }
+    for f in &v.forwards {
+        pairs.push(("forward", format!("{}:{} -> {}", f.host_addr, f.host_port, f.guest_port)));
     }
     if let Some(e) = &v.last_error {
         pairs.push(("last error", e.clone()));

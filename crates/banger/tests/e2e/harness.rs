@@ -248,8 +248,43 @@ pub fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
     out
 }
 
+impl E2e {
+    /// Keeps the daemon log and every VM's logs of a failed test, and says
+    /// where.
+    fn keep_logs(&self) {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let dest = PathBuf::from("/var/tmp/banger-e2e-failures").join(format!("{}-{stamp}", self.name));
+        let state = self.dir.path().join("state/banger");
+        let _ = std::fs::create_dir_all(&dest);
+        let _ = std::fs::copy(state.join("bangerd.log"), dest.join("bangerd.log"));
+        if let Ok(vms) = std::fs::read_dir(state.join("vms")) {
+            for vm in vms.flatten() {
+                let d = dest.join(vm.file_name());
+                let _ = std::fs::create_dir_all(&d);
+                for f in [
+                    "console.log",
+                    "console.log.1",
+                    "qemu.log",
+                    "vhost-vsock.log",
+                    "firecracker.log",
+                    "handles.json",
+                ] {
+                    let _ = std::fs::copy(vm.path().join(f), d.join(f));
+                }
+            }
+        }
+        eprintln!("e2e test {} failed; its logs are in {}", self.name, dest.display());
+    }
+}
+
 impl Drop for E2e {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.keep_logs();
+        }
         // Leave nothing running: delete every VM, stop the daemon, kill by
         // PID whatever still names this test's dirs, remove the namespace.
         if let Ok(r) = std::panic::catch_unwind(|| self.run(&["ps", "--json"])) {

@@ -20,7 +20,22 @@ fn lifecycle_survives_stop_crash_and_daemon_restart() {
     let host = e.ok(&["vm", "exec", "life", "--", "hostname"]);
     assert_eq!(host.stdout.trim(), "life");
 
-    // Data written and synced survives stop/start.
+    // A file put in /tmp while the image's init is still booting stays
+    // there once systemd-tmpfiles has run (the agent answers before it).
+    let early = e.ok(&[
+        "vm",
+        "exec",
+        "life",
+        "--",
+        "sh",
+        "-c",
+        "echo early > /tmp/early; for i in $(seq 120); do \
+         systemctl show -p ActiveState systemd-tmpfiles-setup 2>/dev/null | grep -q =active && break; \
+         sleep 0.25; done; systemctl show -p ActiveState systemd-tmpfiles-setup; cat /tmp/early",
+    ]);
+    assert_eq!(early.stdout, "ActiveState=active\nearly\n", "{}", early.stderr);
+
+    // Data written and synced survives stop/start; /tmp starts empty.
     e.ok(&["vm", "exec", "life", "--", "sh", "-c", "echo persisted > /root/marker && sync"]);
     let stopped = e.ok(&["vm", "stop", "life", "--json"]).json();
     assert_eq!(stopped[0]["state"], "stopped");
@@ -28,6 +43,7 @@ fn lifecycle_survives_stop_crash_and_daemon_restart() {
     e.ok(&["vm", "start", "life"]);
     let marker = e.ok(&["vm", "exec", "life", "--", "cat", "/root/marker"]);
     assert_eq!(marker.stdout, "persisted\n");
+    assert_eq!(e.ok(&["vm", "exec", "life", "--", "ls", "-A", "/tmp"]).stdout, "");
 
     // The engine dies on its own: the VM goes to error, with the console.
     let pid = e.vm("life")["runtime"]["pid"].as_i64().unwrap() as i32;

@@ -15,3 +15,4 @@ mod access;
 mod firecracker;
 mod harness;
 mod lifecycle;
+mod run;

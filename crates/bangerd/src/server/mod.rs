@@ -66,6 +66,8 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<State>)> {
         (Method::GET, "/v1/vms/{vm}/logs", get(vms::logs)),
         (Method::POST, "/v1/vms/{vm}/agent", post(agent::connect)),
         (Method::POST, "/v1/vms/{vm}/forget-host-key", post(vms::forget_host_key)),
+        (Method::PUT, "/v1/vms/{vm}/workspace", axum::routing::put(vms::set_workspace)),
+        (Method::PUT, "/v1/vms/{vm}/seed", axum::routing::put(vms::seed)),
     ]
 }
 

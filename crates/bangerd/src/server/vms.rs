@@ -64,6 +64,22 @@ pub async fn forget_host_key(S(d): S<State>, Path(vm): Path<String>) -> HttpResu
     Ok(Json(serde_json::json!({ "name": rec.name, "forgotten": forgotten })))
 }
 
+pub async fn set_workspace(
+    S(d): S<State>,
+    Path(vm): Path<String>,
+    ApiJson(ws): ApiJson<crate::service::vms::SetWorkspace>,
+) -> HttpResult<Vm> {
+    Ok(Json(d.set_workspace(&vm, ws).await?))
+}
+
+/// The request body is a tar stream.
+pub async fn seed(S(d): S<State>, Path(vm): Path<String>, body: Body) -> HttpResult<Vm> {
+    use futures_util::TryStreamExt;
+    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
+    Ok(Json(d.seed_vm_disk(&vm, reader).await?))
+}
+
 pub async fn pause(S(d): S<State>, Path(vm): Path<String>) -> HttpResult<Vm> {
     Ok(Json(d.pause_vm(&vm).await?))
 }

@@ -135,56 +135,62 @@ impl Daemon {
             tracing::warn!(vm = %vm.name, "{what}: {e}");
             progress.log(format!("warning: {what}: {e}"));
         };
-        match self.ensure_ssh_key() {
-            Ok(info) => {
-                let req = Op::EnsureLine(EnsureLine {
-                    path: "/root/.ssh/authorized_keys".into(),
-                    line: info.public_key,
-                    mode: 0o600,
-                    dir_mode: 0o700,
-                });
-                let r = async {
-                    let mut s = connect_uds(uds, AGENT_PORT).await.map_err(|e| e.to_string())?;
-                    call(&mut s, req).await.map_err(|e| e.to_string())
+        // The key and the files go over two connections at once.
+        let key = async {
+            match self.ensure_ssh_key() {
+                Ok(info) => {
+                    let req = Op::EnsureLine(EnsureLine {
+                        path: "/root/.ssh/authorized_keys".into(),
+                        line: info.public_key,
+                        mode: 0o600,
+                        dir_mode: 0o700,
+                    });
+                    let r = async {
+                        let mut s = connect_uds(uds, AGENT_PORT).await.map_err(|e| e.to_string())?;
+                        call(&mut s, req).await.map_err(|e| e.to_string())
+                    }
+                    .await;
+                    if let Err(e) = r {
+                        warn("cannot install banger's SSH key", &e);
+                    }
                 }
-                .await;
-                if let Err(e) = r {
-                    warn("cannot install banger's SSH key", &e);
-                }
+                Err(e) => warn("no SSH key", &e.message),
             }
-            Err(e) => warn("no SSH key", &e.message),
-        }
-        let mut files: Vec<(String, u32, Vec<u8>)> = Vec::new();
-        if let Some(gitconfig) = host_git_identity() {
-            files.push(("etc/gitconfig".into(), 0o644, gitconfig.into_bytes()));
-        }
-        for f in &self.config.file_sync {
-            // Re-checked here: a symlink may have changed since the config
-            // was read.
-            if !crate::config::within(&f.host, &home()) {
-                warn("file_sync skipped", &format!("{} is outside your home", f.host.display()));
-                continue;
-            }
-            match std::fs::read(&f.host) {
-                Ok(data) => files.push((f.guest.trim_start_matches('/').to_string(), f.mode, data)),
-                Err(e) => warn("file_sync skipped", &format!("{}: {e}", f.host.display())),
-            }
-        }
-        if files.is_empty() {
-            return;
-        }
-        let tar = match build_tar(&files) {
-            Ok(t) => t,
-            Err(e) => return warn("cannot pack the files for the guest", &e),
         };
-        let r = async {
-            let s = connect_uds(uds, AGENT_PORT).await.map_err(|e| e.to_string())?;
-            put_tar(s, "/", Some((0, 0)), tar.as_slice(), |_| {}).await.map_err(|e| e.to_string())
-        }
-        .await;
-        if let Err(e) = r {
-            warn("cannot copy git identity and synced files", &e);
-        }
+        let files = async {
+            let mut files: Vec<(String, u32, Vec<u8>)> = Vec::new();
+            if let Some(gitconfig) = host_git_identity() {
+                files.push(("etc/gitconfig".into(), 0o644, gitconfig.into_bytes()));
+            }
+            for f in &self.config.file_sync {
+                // Re-checked here: a symlink may have changed since the
+                // config was read.
+                if !crate::config::within(&f.host, &home()) {
+                    warn("file_sync skipped", &format!("{} is outside your home", f.host.display()));
+                    continue;
+                }
+                match std::fs::read(&f.host) {
+                    Ok(data) => files.push((f.guest.trim_start_matches('/').to_string(), f.mode, data)),
+                    Err(e) => warn("file_sync skipped", &format!("{}: {e}", f.host.display())),
+                }
+            }
+            if files.is_empty() {
+                return;
+            }
+            let tar = match build_tar(&files) {
+                Ok(t) => t,
+                Err(e) => return warn("cannot pack the files for the guest", &e),
+            };
+            let r = async {
+                let s = connect_uds(uds, AGENT_PORT).await.map_err(|e| e.to_string())?;
+                put_tar(s, "/", Some((0, 0)), tar.as_slice(), |_| {}).await.map_err(|e| e.to_string())
+            }
+            .await;
+            if let Err(e) = r {
+                warn("cannot copy git identity and synced files", &e);
+            }
+        };
+        tokio::join!(key, files);
     }
 }
 

@@ -42,6 +42,10 @@ pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// guest can use the same one.
 const GUEST_CID: u32 = 3;
 
+/// How long one boot-time probe of the agent may go unanswered before a new
+/// one is started beside it (see [`Daemon::wait_for_agent`]).
+const ATTEMPT_PATIENCE: Duration = Duration::from_secs(3);
+
 /// A live engine process for one VM.
 #[derive(Debug)]
 pub struct Runtime {
@@ -57,6 +61,10 @@ pub struct Runtime {
     exited: watch::Receiver<bool>,
     /// Listener tasks of the VM's port forwards.
     pub(crate) forwards: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Agent connections that never got an answer, held open until the VM
+    /// stops (closing them could wedge the vsock backend), and their tasks.
+    parked: Arc<std::sync::Mutex<Vec<tokio::net::UnixStream>>>,
+    parked_tasks: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 impl Runtime {
@@ -405,6 +413,8 @@ impl Daemon {
             cancelled: AtomicBool::new(false),
             exited: rx,
             forwards: std::sync::Mutex::new(Vec::new()),
+            parked: Arc::default(),
+            parked_tasks: std::sync::Mutex::new(Vec::new()),
         });
         self.runtimes.lock().unwrap_or_else(|e| e.into_inner()).insert(vm_id.to_string(), rt.clone());
         let d = self.clone();
@@ -427,18 +437,48 @@ impl Daemon {
 
     /// Polls the agent until it answers `health`, the engine exits, or the
     /// deadline passes.
+    ///
+    /// One attempt that gets neither `OK` nor end-of-stream (a request the
+    /// backend lost early in the boot) must not hold up the boot. After
+    /// [`ATTEMPT_PATIENCE`] the attempt's connection is parked — kept open
+    /// until the VM stops, because closing it between `CONNECT` and `OK` can
+    /// wedge vhost-device-vsock — and a fresh attempt starts.
     async fn wait_for_agent(&self, vm: &VmRecord, rt: &Runtime, deadline: Instant) -> Result<Health> {
         let uds = rt.handles.vsock_uds.clone();
         let attempt = async {
             loop {
-                if let Ok(mut s) = connect_uds(&uds, AGENT_PORT).await {
-                    if let Ok(v) = call(&mut s, Op::Health).await {
-                        if let Ok(h) = serde_json::from_value::<Health>(v) {
-                            return h;
-                        }
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let uds2 = uds.clone();
+                let one = tokio::spawn(async move {
+                    let mut s = match connect_uds(&uds2, AGENT_PORT).await {
+                        Ok(s) => s,
+                        Err(_) => return None,
+                    };
+                    let health = call(&mut s, Op::Health)
+                        .await
+                        .ok()
+                        .and_then(|v| serde_json::from_value::<Health>(v).ok());
+                    // Whatever happened, the stream goes to whoever waits.
+                    let _ = tx.send(s);
+                    health
+                });
+                let abort = one.abort_handle();
+                match tokio::time::timeout(ATTEMPT_PATIENCE, one).await {
+                    Ok(Ok(Some(h))) => return h,
+                    Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                    Err(_) => {
+                        // Stuck: let the task keep its connection, and keep
+                        // the task's result (the stream) with the runtime.
+                        tracing::info!(vm = %vm.name, "an agent probe got no answer; parking it and retrying");
+                        let parked = rt.parked.clone();
+                        tokio::spawn(async move {
+                            if let Ok(s) = rx.await {
+                                parked.lock().unwrap_or_else(|e| e.into_inner()).push(s);
+                            }
+                        });
+                        self.parked_tasks(rt).push(abort);
                     }
                 }
-                tokio::time::sleep(Duration::from_millis(10)).await;
             }
         };
         tokio::select! {
@@ -452,6 +492,10 @@ impl Daemon {
                 vm.name, self.config.boot_timeout_secs, console_tail(Path::new(&vm.vm_dir), 15)
             )).with_hint("raise boot_timeout_secs in config.toml if the host is slow, or check the image's init")),
         }
+    }
+
+    fn parked_tasks<'a>(&self, rt: &'a Runtime) -> std::sync::MutexGuard<'a, Vec<tokio::task::AbortHandle>> {
+        rt.parked_tasks.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Stops a VM cleanly (agent shutdown, then the engine's request), and
@@ -577,8 +621,9 @@ impl Daemon {
     /// the errors are returned together.
     pub(crate) async fn teardown_runtime(&self, vm: &VmRecord, handles: Option<&Handles>) -> Vec<String> {
         let mut errors = Vec::new();
-        if let Some(rt) = self.runtime(&vm.id) {
-            super::forwards::close_forwards(&rt);
+        let rt = self.runtime(&vm.id);
+        if let Some(rt) = &rt {
+            super::forwards::close_forwards(rt);
         }
         if let Some(h) = handles {
             for p in std::iter::once(&h.vmm).chain(&h.helpers) {
@@ -615,6 +660,13 @@ impl Daemon {
             if e.kind() != std::io::ErrorKind::NotFound {
                 errors.push(format!("cannot remove {}: {e}", hp.display()));
             }
+        }
+        // Parked probes go last: their backend is gone now.
+        if let Some(rt) = rt {
+            for t in self.parked_tasks(&rt).drain(..) {
+                t.abort();
+            }
+            rt.parked.lock().unwrap_or_else(|e| e.into_inner()).clear();
         }
         self.runtimes.lock().unwrap_or_else(|e| e.into_inner()).remove(&vm.id);
         errors

@@ -147,6 +147,8 @@ impl Daemon {
                 });
             }
             tracing::info!(vm = %name, id = %id, ip = %ip, "VM created");
+            // Lets a client that is interrupted during the boot delete it.
+            progress.phase("reserved", format!("{id} {name}"));
             self.store.get_vm(&id).map_err(store_err)?.ok_or_else(|| ApiError::internal("VM row vanished"))?
         };
 
@@ -245,6 +247,104 @@ impl Daemon {
         }
         Ok(())
     }
+}
+
+impl Daemon {
+    /// Records the workspace a client copied into a VM.
+    pub async fn set_workspace(&self, reference: &str, ws: SetWorkspace) -> Result<Vm> {
+        let vm = self.find_vm(reference)?;
+        let _lock = self.vm_locks.lock(&vm.id).await;
+        let guest_ok = ws.guest_path.starts_with('/') && !ws.guest_path.split('/').any(|c| c == "..");
+        if !guest_ok {
+            return Err(ApiError::invalid(format!("Workspace path {:?} must be absolute", ws.guest_path)));
+        }
+        if !ws.host_path.starts_with('/') {
+            return Err(ApiError::invalid(format!("Host path {:?} must be absolute", ws.host_path)));
+        }
+        if ws.head.len() < 7 || !ws.head.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(ApiError::invalid(format!("HEAD {:?} is not a commit id", ws.head)));
+        }
+        let record = banger_api::Workspace {
+            guest_path: ws.guest_path,
+            host_path: ws.host_path,
+            head: ws.head,
+            branch: ws.branch,
+            prepared_at: rfc3339(now_ms()),
+        };
+        let v = serde_json::to_value(&record).map_err(|e| ApiError::internal(e.to_string()))?;
+        self.store.set_vm_workspace(&vm.id, Some(&v), now_ms()).map_err(store_err)?;
+        self.show_vm(&vm.id)
+    }
+}
+
+impl Daemon {
+    /// Builds a never-booted VM's disk from a tar stream of files to place
+    /// in the guest (paths relative to `/`), on the host: the files become
+    /// the overlay's upper layer, so they are in the guest from its first
+    /// boot without being copied through it. `vm run PATH` seeds the
+    /// workspace this way.
+    pub async fn seed_vm_disk(
+        self: &Arc<Self>,
+        reference: &str,
+        tar: impl std::io::Read + Send + 'static,
+    ) -> Result<Vm> {
+        let vm = self.find_vm(reference)?;
+        let _lock = self.vm_locks.lock(&vm.id).await;
+        let vm = self
+            .store
+            .get_vm(&vm.id)
+            .map_err(store_err)?
+            .ok_or_else(|| ApiError::not_found("VM vanished"))?;
+        let disk = std::path::Path::new(&vm.vm_dir).join("disk.ext4");
+        if self.runtime(&vm.id).is_some() || disk.exists() {
+            return Err(ApiError::conflict(format!(
+                "VM {:?} has booted before; only a new VM's disk can be seeded",
+                vm.name
+            ))
+            .with_hint(format!(
+                "copy files into it with `banger vm workspace prepare {}` or `banger vm cp`",
+                vm.name
+            )));
+        }
+        let staging = std::path::Path::new(&vm.vm_dir).join(".seed");
+        let size = vm.disk_size_mib;
+        let (st, d) = (staging.clone(), disk.clone());
+        let owner = nix::unistd::geteuid().is_root().then_some((0, 0));
+        let result = tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, u128, u128)> {
+            let _ = std::fs::remove_dir_all(&st);
+            std::fs::create_dir_all(st.join("work"))?;
+            let t = std::time::Instant::now();
+            let done = banger_agent_proto::tarsafe::unpack(&st.join("upper"), tar, owner, None)
+                .map_err(anyhow::Error::msg)?;
+            let unpacked = t.elapsed().as_millis();
+            banger_image::ext4::mkfs_from_dir(&d, Some(&st), size, "banger-disk")?;
+            Ok((done.bytes, unpacked, t.elapsed().as_millis() - unpacked))
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("seed task: {e}")))?;
+        let _ = std::fs::remove_dir_all(&staging);
+        match result {
+            Ok((bytes, unpack_ms, mkfs_ms)) => {
+                tracing::info!(vm = %vm.name, bytes, unpack_ms, mkfs_ms, "disk seeded");
+                self.show_vm(&vm.id)
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&disk);
+                Err(ApiError::invalid(format!("Cannot seed the disk of VM {:?}: {e:#}", vm.name)))
+            }
+        }
+    }
+}
+
+/// `PUT /v1/vms/{vm}/workspace`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetWorkspace {
+    pub guest_path: String,
+    pub host_path: String,
+    pub head: String,
+    #[serde(default)]
+    pub branch: Option<String>,
 }
 
 fn validate_forwards(forwards: &[PortForward]) -> Result<()> {
