@@ -103,6 +103,30 @@ pub fn inject(image: &Path, files: &[Inject]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Sets owners inside an image without mounting it (`debugfs set_inode_field`),
+/// for files an unprivileged flatten could not chown. Returns how many paths
+/// were skipped because debugfs cannot quote their names.
+pub fn set_owners(image: &Path, fixes: &[crate::flatten::OwnerFix]) -> anyhow::Result<usize> {
+    if fixes.is_empty() {
+        return Ok(0);
+    }
+    let debugfs = tool("debugfs")?;
+    let mut script = String::new();
+    let mut skipped = 0;
+    for f in fixes {
+        if f.path.contains(['"', '\n', '\\']) {
+            skipped += 1;
+            continue;
+        }
+        script.push_str(&format!("sif \"/{p}\" uid {u}\nsif \"/{p}\" gid {g}\n", p = f.path, u = f.uid, g = f.gid));
+    }
+    let out = run_debugfs(&debugfs, image, &["-w", "-f", "-"], Some(&script))?;
+    if let Some(line) = out.stderr.lines().find(|l| !l.starts_with("debugfs ") && !l.trim().is_empty()) {
+        bail!("debugfs could not set owners in {}: {line}", image.display());
+    }
+    Ok(skipped)
+}
+
 /// Follows a symlinked directory inside the image (one level per component),
 /// returning the real absolute path.
 fn resolve_dir(debugfs: &Path, image: &Path, dir: &str) -> anyhow::Result<String> {
