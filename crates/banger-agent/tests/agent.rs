@@ -33,9 +33,18 @@ impl Agent {
     }
 
     async fn conn(&self) -> UnixStream {
-        UnixStream::connect(&self.sock)
-            .await
-            .unwrap_or_else(|e| panic!("connect {}: {e}", self.sock.display()))
+        // The socket file appears at bind(), a moment before listen().
+        let mut tries = 0;
+        loop {
+            match UnixStream::connect(&self.sock).await {
+                Ok(s) => return s,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused && tries < 500 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(e) => panic!("connect {}: {e}", self.sock.display()),
+            }
+        }
     }
 
     async fn exec(&self, argv: &[&str], stdin: &[u8]) -> (Vec<u8>, Vec<u8>, i32) {

@@ -94,6 +94,22 @@ pub struct Vm {
     /// Ports forwarded from the host for the VM's life.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub forwards: Vec<PortForward>,
+    /// Defaults for `vm exec` from the image's config (OCI ENV, WORKDIR,
+    /// USER), when it has any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec_defaults: Option<ExecDefaults>,
+}
+
+/// What an OCI image's config sets for the processes it runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecDefaults {
+    /// `KEY=value` pairs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 /// Facts about a running VM's engine process.
@@ -217,6 +233,118 @@ pub struct BuildImageRequest {
     /// Kernel to pair with; omitted: the configured default kernel.
     #[serde(default)]
     pub kernel: Option<String>,
+}
+
+/// `POST /v1/images/pull`: a catalog name or an OCI reference.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullImageRequest {
+    /// `debian-bookworm` (catalog) or `docker.io/library/debian:bookworm`.
+    pub reference: String,
+    /// Name to register under; default: the catalog name, or one derived
+    /// from the reference (`debian-bookworm`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// ext4 size for OCI images; default content × 1.5, at least 1 GiB.
+    #[serde(default)]
+    pub size_mib: Option<u64>,
+    /// Kernel to pair an OCI image with; default: the configured one.
+    #[serde(default)]
+    pub kernel: Option<String>,
+}
+
+/// `POST /v1/images/import`: a `docker save` tarball or OCI layout archive.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportImageRequest {
+    /// Absolute path of the archive on the daemon's host.
+    pub archive: String,
+    pub name: String,
+    #[serde(default)]
+    pub size_mib: Option<u64>,
+    #[serde(default)]
+    pub kernel: Option<String>,
+}
+
+/// `POST /v1/kernels/pull`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullKernelRequest {
+    pub name: String,
+}
+
+/// `POST /v1/images/{image}/bundle`, `POST /v1/kernels/{name}/bundle`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleRequest {
+    /// Absolute path of the `.tar.zst` to write (must not exist).
+    pub output: String,
+    /// URL the bundle will be served from, for the printed catalog entry;
+    /// default: the file name (relative to the catalog).
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+/// A written bundle and the catalog entry that serves it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bundle {
+    pub path: String,
+    pub sha256: String,
+    pub size_bytes: u64,
+    /// TOML to paste into a catalog file.
+    pub catalog_entry: String,
+}
+
+/// One entry of the catalogs, with its state on this host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogEntry {
+    /// `image` or `kernel`.
+    pub kind: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Bundle URL; none for entries banger builds locally.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
+    /// For images: the kernel they boot with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
+    /// Whether banger can build it locally when no bundle is reachable.
+    #[serde(default)]
+    pub buildable: bool,
+    /// The catalog it comes from (`embedded`, a URL or a file).
+    pub origin: String,
+    /// `pulled` (present here) or `available`.
+    pub state: String,
+}
+
+/// `GET /v1/catalog`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogView {
+    pub entries: Vec<CatalogEntry>,
+    /// Catalogs that could not be read, and why.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// `POST /v1/images/cache/prune`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PruneCacheRequest {
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// What a cache prune removed (or would remove).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PruneCacheResult {
+    pub files: u64,
+    pub bytes: u64,
+    pub dry_run: bool,
 }
 
 /// `POST /v1/kernels`: import a kernel from files.

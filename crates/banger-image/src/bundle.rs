@@ -33,7 +33,8 @@ pub fn write(out: &Path, members: &[(&str, &Path)]) -> anyhow::Result<Written> {
         enc.multithread(std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1))?;
         let mut tar = tar::Builder::new(enc);
         for (name, path) in members {
-            let mut src = std::fs::File::open(path).with_context(|| format!("Cannot open {}", path.display()))?;
+            let mut src =
+                std::fs::File::open(path).with_context(|| format!("Cannot open {}", path.display()))?;
             let mut h = tar::Header::new_gnu();
             h.set_size(src.metadata()?.len());
             h.set_mode(0o644);
@@ -175,8 +176,16 @@ mod tests {
     #[test]
     fn hostile_bundles_are_refused() {
         use tar::EntryType::*;
-        let cases: Vec<(&str, Vec<(&str, tar::EntryType, &[u8])>)> = vec![
-            ("unexpected", vec![("rootfs.ext4", Regular, b"x"), ("manifest.json", Regular, b"{}"), ("evil", Regular, b"x")]),
+        type Entries<'a> = Vec<(&'a str, tar::EntryType, &'a [u8])>;
+        let cases: Vec<(&str, Entries)> = vec![
+            (
+                "unexpected",
+                vec![
+                    ("rootfs.ext4", Regular, b"x"),
+                    ("manifest.json", Regular, b"{}"),
+                    ("evil", Regular, b"x"),
+                ],
+            ),
             ("traversal", vec![("../rootfs.ext4", Regular, b"x")]),
             ("symlink", vec![("rootfs.ext4", Symlink, b"")]),
             ("missing", vec![("manifest.json", Regular, b"{}")]),
@@ -188,7 +197,10 @@ mod tests {
             let dest = d.path().join("dest");
             std::fs::create_dir(&dest).unwrap();
             assert!(unpack(&b, &dest, IMAGE_MEMBERS).is_err(), "{what} was accepted");
-            assert!(!d.path().join("rootfs.ext4").exists() && !d.path().parent().unwrap().join("rootfs.ext4").exists());
+            assert!(
+                !d.path().join("rootfs.ext4").exists()
+                    && !d.path().parent().unwrap().join("rootfs.ext4").exists()
+            );
         }
     }
 }

@@ -118,7 +118,12 @@ pub fn set_owners(image: &Path, fixes: &[crate::flatten::OwnerFix]) -> anyhow::R
             skipped += 1;
             continue;
         }
-        script.push_str(&format!("sif \"/{p}\" uid {u}\nsif \"/{p}\" gid {g}\n", p = f.path, u = f.uid, g = f.gid));
+        script.push_str(&format!(
+            "sif \"/{p}\" uid {u}\nsif \"/{p}\" gid {g}\n",
+            p = f.path,
+            u = f.uid,
+            g = f.gid
+        ));
     }
     let out = run_debugfs(&debugfs, image, &["-w", "-f", "-"], Some(&script))?;
     if let Some(line) = out.stderr.lines().find(|l| !l.starts_with("debugfs ") && !l.trim().is_empty()) {

@@ -391,6 +391,32 @@ fn make_writable(dir: &Path) {
     }
 }
 
+/// Creates what any banger guest needs at the root and many container
+/// images lack: the mount points banger-init uses (the kernel mounts the
+/// image read-only, so they cannot be made at boot), a /tmp and a home for
+/// root. Existing entries (even symlinks) are left alone.
+pub fn ensure_guest_dirs(root: &Path) -> anyhow::Result<()> {
+    for (dir, mode) in [
+        ("dev", 0o755),
+        ("proc", 0o555),
+        ("sys", 0o555),
+        ("run", 0o755),
+        ("tmp", 0o1777),
+        ("root", 0o700),
+        ("etc", 0o755),
+    ] {
+        let p = root.join(dir);
+        if std::fs::symlink_metadata(&p).is_err() {
+            std::fs::DirBuilder::new()
+                .mode(0o755)
+                .create(&p)
+                .with_context(|| format!("Cannot create /{dir}"))?;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))?;
+        }
+    }
+    Ok(())
+}
+
 /// Bytes of file content under `root` (symlinks not followed), for sizing
 /// the image.
 pub fn content_bytes(root: &Path) -> std::io::Result<u64> {
@@ -475,15 +501,17 @@ mod tests {
     fn whiteouts_and_opaque_dirs() {
         let d = tempfile::tempdir().unwrap();
         let mut f = Flattener::new(d.path());
-        f.apply_layer(&layer(&[
-            E::Dir("opt".into()),
-            E::File("opt/a".into(), b"a".to_vec()),
-            E::File("opt/b".into(), b"b".to_vec()),
-            E::Dir("data".into()),
-            E::File("data/old".into(), b"old".to_vec()),
-            E::Symlink("lib".into(), "usr/lib".into()),
-            E::Dir("usr/lib".into()),
-        ])[..])
+        f.apply_layer(
+            &layer(&[
+                E::Dir("opt".into()),
+                E::File("opt/a".into(), b"a".to_vec()),
+                E::File("opt/b".into(), b"b".to_vec()),
+                E::Dir("data".into()),
+                E::File("data/old".into(), b"old".to_vec()),
+                E::Symlink("lib".into(), "usr/lib".into()),
+                E::Dir("usr/lib".into()),
+            ])[..],
+        )
         .unwrap();
         let gz = {
             use std::io::Write;
@@ -504,7 +532,17 @@ mod tests {
         f.finish().unwrap();
         assert_eq!(
             tree(d.path()),
-            vec!["data/", "data/new", "lib -> usr/lib", "opt/", "opt/b", "opt/c", "usr/", "usr/lib/", "usr/lib/libx.so"]
+            vec![
+                "data/",
+                "data/new",
+                "lib -> usr/lib",
+                "opt/",
+                "opt/b",
+                "opt/c",
+                "usr/",
+                "usr/lib/",
+                "usr/lib/libx.so"
+            ]
         );
         use std::os::unix::fs::MetadataExt;
         assert_eq!(

@@ -205,7 +205,10 @@ pub fn read_unpacked(dir: &Path) -> anyhow::Result<LocalImage> {
             more => bail!(
                 "the docker archive holds {} images ({}); save one image per archive",
                 more.len(),
-                more.iter().flat_map(|m| m.repo_tags.clone().unwrap_or_default()).collect::<Vec<_>>().join(", ")
+                more.iter()
+                    .flat_map(|m| m.repo_tags.clone().unwrap_or_default())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         };
         let config = parse_config(&std::fs::read(inside(dir, &m.config)?)?)?;
@@ -223,17 +226,21 @@ pub fn read_unpacked(dir: &Path) -> anyhow::Result<LocalImage> {
             .context("index.json of the OCI layout is malformed")?;
         let manifest = pick_manifest(dir, &index.manifests, 0)?;
         let config = parse_config(&std::fs::read(blob(dir, &manifest.config.digest)?)?)?;
-        let layers = manifest.layers.iter().map(|l| blob(dir, &l.digest)).collect::<anyhow::Result<Vec<_>>>()?;
+        let layers =
+            manifest.layers.iter().map(|l| blob(dir, &l.digest)).collect::<anyhow::Result<Vec<_>>>()?;
         return Ok(LocalImage { layers, config, format: "oci-layout" });
     }
-    bail!("the archive is neither a `docker save` tarball (manifest.json) nor an OCI image layout (index.json)")
+    bail!(
+        "the archive is neither a `docker save` tarball (manifest.json) nor an OCI image layout (index.json)"
+    )
 }
 
 fn pick_manifest(dir: &Path, list: &[Descriptor], depth: usize) -> anyhow::Result<Manifest> {
     if depth > 2 {
         bail!("the OCI index nests too deeply");
     }
-    let amd64 = |d: &&Descriptor| d.platform.as_ref().is_none_or(|p| p.os == "linux" && p.architecture == "amd64");
+    let amd64 =
+        |d: &&Descriptor| d.platform.as_ref().is_none_or(|p| p.os == "linux" && p.architecture == "amd64");
     let candidates: Vec<&Descriptor> = list.iter().filter(amd64).collect();
     let d = match candidates.as_slice() {
         [d] => *d,

@@ -71,6 +71,33 @@ struct FileConfig {
     vm_defaults: Option<FileVmDefaults>,
     #[serde(default)]
     file_sync: Vec<FileFileSync>,
+    #[serde(default)]
+    catalog: Vec<FileCatalog>,
+    #[serde(default)]
+    insecure_registries: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCatalog {
+    url: Option<String>,
+    file: Option<PathBuf>,
+}
+
+/// Where a catalog comes from: `[[catalog]]` with `url` or `file`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatalogSource {
+    Url(String),
+    File(PathBuf),
+}
+
+impl std::fmt::Display for CatalogSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CatalogSource::Url(u) => f.write_str(u),
+            CatalogSource::File(p) => write!(f, "{}", p.display()),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -136,6 +163,10 @@ pub struct Config {
     pub disk_size_mib: u64,
     /// Files copied into every guest at each start.
     pub file_sync: Vec<FileSync>,
+    /// Extra catalogs, searched before the embedded one.
+    pub catalogs: Vec<CatalogSource>,
+    /// Registries spoken to over plain HTTP (loopback ones always are).
+    pub insecure_registries: Vec<String>,
     /// Where the config was read from, and which keys it set.
     pub path: PathBuf,
     pub file_exists: bool,
@@ -166,6 +197,8 @@ impl Config {
             memory_mib: 1024,
             disk_size_mib: 8192,
             file_sync: Vec::new(),
+            catalogs: Vec::new(),
+            insecure_registries: Vec::new(),
             path,
             file_exists: false,
             set_keys: Vec::new(),
@@ -212,6 +245,8 @@ impl Config {
         mark("vm_defaults.memory", vmd.memory.is_some());
         mark("vm_defaults.disk_size", vmd.disk_size.is_some());
         mark("file_sync", !file.file_sync.is_empty());
+        mark("catalog", !file.catalog.is_empty());
+        mark("insecure_registries", !file.insecure_registries.is_empty());
         c.set_keys = set_keys;
 
         let firecracker_bin = file.firecracker_bin.or(c.firecracker_bin.take());
@@ -264,6 +299,29 @@ impl Config {
             })?;
             c.file_sync.push(entry);
         }
+        for (i, cat) in file.catalog.iter().enumerate() {
+            let bad_cat =
+                |m: &str| anyhow::anyhow!("Invalid config file {}: catalog[{i}]: {m}", path.display());
+            c.catalogs.push(match (&cat.url, &cat.file) {
+                (Some(u), None) if u.starts_with("https://") || u.starts_with("http://") => {
+                    CatalogSource::Url(u.clone())
+                }
+                (Some(u), None) if u.starts_with("file://") => CatalogSource::File(PathBuf::from(&u[7..])),
+                (Some(_), None) => return Err(bad_cat("url must start with https://, http:// or file://")),
+                (None, Some(f)) if f.is_absolute() => CatalogSource::File(f.clone()),
+                (None, Some(_)) => return Err(bad_cat("file must be an absolute path")),
+                _ => return Err(bad_cat("give exactly one of url or file")),
+            });
+        }
+        for r in &file.insecure_registries {
+            if r.is_empty() || r.contains(['/', ' ']) {
+                anyhow::bail!(
+                    "Invalid config file {}: insecure_registries: {r:?} is not a host[:port]",
+                    path.display()
+                );
+            }
+        }
+        c.insecure_registries = file.insecure_registries;
         if let Some(d) = disk {
             let mib = d.mib().map_err(|e| bad("vm_defaults.disk_size", e))?;
             validate::disk_size_mib(mib).map_err(|e| bad("vm_defaults.disk_size", e))?;
@@ -301,6 +359,8 @@ impl Config {
                     .map(|f| json!({"host": f.host.display().to_string(), "guest": f.guest, "mode": format!("{:04o}", f.mode)}))
                     .collect::<Vec<_>>()),
             ),
+            ("catalog", json!(self.catalogs.iter().map(|c| c.to_string()).collect::<Vec<_>>())),
+            ("insecure_registries", json!(self.insecure_registries)),
         ];
         ConfigView {
             path: self.path.display().to_string(),

@@ -8,6 +8,7 @@
 //! Tests start the real daemon in-process with [`Server::bind`] on temp
 //! directories and drive it through its socket or its service methods.
 
+pub mod catalog;
 pub mod config;
 pub mod entry;
 pub mod error;

@@ -73,7 +73,15 @@ fn exit_code_for(message: &str) -> i32 {
     }
 }
 
-pub async fn run(client: &Client, a: ExecArgs, default_cwd: Option<String>) -> anyhow::Result<i32> {
+/// Runs `a` in the VM. `default_cwd` (the workspace) comes before the
+/// image's WORKDIR; the image's ENV comes before `--env`; its USER applies
+/// unless `--user` is given.
+pub async fn run(
+    client: &Client,
+    a: ExecArgs,
+    default_cwd: Option<String>,
+    image: Option<&banger_api::ExecDefaults>,
+) -> anyhow::Result<i32> {
     let stdin_tty = std::io::stdin().is_terminal();
     let tty = a.tty && stdin_tty;
     if a.tty && !stdin_tty {
@@ -82,12 +90,17 @@ pub async fn run(client: &Client, a: ExecArgs, default_cwd: Option<String>) -> a
     let size = if tty { crate::sys::window_size() } else { None };
     let req = ExecRequest {
         argv: a.command.clone(),
-        env: a.env.clone(),
-        cwd: a.cwd.clone().or(default_cwd),
+        env: image
+            .iter()
+            .flat_map(|d| d.env.iter())
+            .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+            .chain(a.env.iter().cloned())
+            .collect(),
+        cwd: a.cwd.clone().or(default_cwd).or_else(|| image.and_then(|d| d.workdir.clone())),
         tty,
         size: size.map(|(rows, cols)| WindowSize { rows, cols }),
         timeout_ms: a.timeout.map(|d| d.as_millis() as u64),
-        user: a.user.clone(),
+        user: a.user.clone().or_else(|| image.and_then(|d| d.user.clone())),
     };
     let stream = client.agent(&a.vm).await?;
     let (mut rd, mut wr) = tokio::io::split(stream);

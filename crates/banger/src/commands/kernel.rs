@@ -1,19 +1,24 @@
-//! `banger kernel`: import, list, show, rm.
+//! `banger kernel`: pull, import, bundle, build, list, show, rm.
 
-use super::{absolute, for_each_ref, seg, JsonFlag};
+use super::image::ListArgs;
+use super::{absolute, for_each_ref, seg};
 use crate::client::Client;
 use crate::output;
-use banger_api::{ImportKernelRequest, Kernel};
+use banger_api::{Bundle, BundleRequest, ImportKernelRequest, Kernel, PullKernelRequest};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Debug, Subcommand)]
 pub enum KernelCmd {
+    /// Get a kernel from a catalog (see `banger kernel list --available`)
+    Pull(PullArgs),
+    /// Write a .tar.zst bundle of a kernel, to serve from your own catalog
+    Bundle(BundleArgs),
     /// Copy a kernel (an uncompressed ELF vmlinux) into banger's store
     Import(ImportArgs),
-    /// List kernels
+    /// List kernels (with --available: what the catalogs offer)
     #[command(visible_alias = "ls")]
-    List(JsonFlag),
+    List(ListArgs),
     /// Show one kernel
     Show(ShowArgs),
     /// Build a guest kernel from Debian's linux-source-6.1 with banger's config
@@ -36,6 +41,29 @@ pub struct ImportArgs {
     /// Optional initrd to boot with it
     #[arg(long)]
     pub initrd: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Catalog name of the kernel
+    pub name: String,
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BundleArgs {
+    pub name: String,
+    /// The bundle file to write (.tar.zst)
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// URL the bundle will be served from (default: its file name, relative to the catalog)
+    #[arg(long)]
+    pub url: Option<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -66,6 +94,21 @@ pub struct RmArgs {
 
 pub async fn run(client: Client, cmd: KernelCmd) -> anyhow::Result<i32> {
     match cmd {
+        KernelCmd::Pull(a) => {
+            let mut view = crate::output::ProgressView::new(a.quiet);
+            let k: Kernel = client
+                .post_stream("/v1/kernels/pull", &PullKernelRequest { name: a.name }, |e| view.event(e))
+                .await?;
+            view.finish();
+            print_one(&k, a.json)?;
+            Ok(0)
+        }
+        KernelCmd::Bundle(a) => {
+            let req = BundleRequest { output: absolute(&a.output)?, url: a.url };
+            let b: Bundle = client.post(&format!("/v1/kernels/{}/bundle", seg(&a.name)), &req).await?;
+            super::image::print_bundle(&b, a.json)
+        }
+        KernelCmd::List(f) if f.available => super::image::list_available(&client, "kernel", f.json).await,
         KernelCmd::Import(a) => {
             let req = ImportKernelRequest {
                 name: a.name,

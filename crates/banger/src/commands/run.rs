@@ -229,9 +229,9 @@ async fn after_boot(
     let cwd = match plan {
         Some(p) => {
             eprintln!("workspace: {} -> {}:{}", p.root.display(), vm.name, p.guest_path());
-            p.guest_path()
+            Some(p.guest_path())
         }
-        None => "/root".to_string(),
+        None => None, // the image's WORKDIR, else /root
     };
     if a.detach {
         println!("{}", vm.name);
@@ -251,7 +251,7 @@ async fn after_boot(
     };
     let exec = ExecArgs {
         vm: vm.id.clone(),
-        cwd: Some(cwd),
+        cwd,
         env: Vec::new(),
         interactive,
         tty: terminal,
@@ -259,7 +259,7 @@ async fn after_boot(
         user: None,
         command,
     };
-    let code = super::exec::run(client, exec, None).await?;
+    let code = super::exec::run(client, exec, None, vm.exec_defaults.as_ref()).await?;
     if interactive && !a.rm {
         eprintln!("VM {} is still running; stop it with `banger vm stop {}` or delete it with `banger vm delete {}`", vm.name, vm.name, vm.name);
     }

@@ -217,7 +217,7 @@ pub async fn run(client: Client, cmd: VmCmd) -> anyhow::Result<i32> {
         VmCmd::Exec(a) => {
             let vm: Vm = client.get(&format!("/v1/vms/{}", seg(&a.vm))).await?;
             let cwd = vm.workspace.as_ref().map(|w| w.guest_path.clone());
-            super::exec::run(&client, a, cwd).await
+            super::exec::run(&client, a, cwd, vm.exec_defaults.as_ref()).await
         }
         VmCmd::Ssh(a) => super::ssh::ssh(&client, a).await,
         VmCmd::Run(a) => super::run::run(&client, a).await,

@@ -212,10 +212,18 @@ fn port_forwards_answer_and_survive_a_daemon_restart() {
     let Some(e) = E2e::new("forward") else { return };
     e.ok(&["vm", "create", "--name", "f", "-p", "18080:8000"]);
     e.ok(&["vm", "exec", "f", "--", "sh", "-c", RESPONDER]);
-    std::thread::sleep(Duration::from_millis(500));
+    // The responder binds in the background; under TCG and a loaded host
+    // that takes a moment. `vm ports` shows it once it listens.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let ports = e.ok(&["vm", "ports", "f", "--json"]).json();
+        if ports.as_array().unwrap().iter().any(|p| p["port"] == 8000) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "port 8000 never listened: {ports}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     assert_eq!(curl(&e, 18080), "hello from the guest\n");
-    let ports = e.ok(&["vm", "ports", "f", "--json"]).json();
-    assert!(ports.as_array().unwrap().iter().any(|p| p["port"] == 8000), "{ports}");
 
     // The daemon crashes; the new one re-opens the forward.
     nix::sys::signal::kill(

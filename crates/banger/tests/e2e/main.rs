@@ -14,5 +14,6 @@
 mod access;
 mod firecracker;
 mod harness;
+mod images;
 mod lifecycle;
 mod run;

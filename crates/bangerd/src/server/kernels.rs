@@ -5,7 +5,7 @@ use axum::extract::{Path, State as S};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::Json;
-use banger_api::{BuildKernelRequest, ImportKernelRequest, Kernel};
+use banger_api::{BuildKernelRequest, Bundle, BundleRequest, ImportKernelRequest, Kernel, PullKernelRequest};
 
 pub async fn list(S(d): S<State>) -> HttpResult<Vec<Kernel>> {
     Ok(Json(d.list_kernels()?))
@@ -29,4 +29,16 @@ pub async fn build(
     ApiJson(req): ApiJson<BuildKernelRequest>,
 ) -> Response {
     operation(&headers, move |p| async move { d.build_kernel(req, &p).await }).await
+}
+
+pub async fn pull(S(d): S<State>, headers: HeaderMap, ApiJson(req): ApiJson<PullKernelRequest>) -> Response {
+    operation(&headers, move |p| async move { d.pull_kernel(req, &p).await }).await
+}
+
+pub async fn bundle(
+    S(d): S<State>,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<BundleRequest>,
+) -> HttpResult<Bundle> {
+    Ok(Json(d.bundle_kernel(&name, req).await?))
 }

@@ -25,6 +25,8 @@ pub mod lifecycle;
 pub mod logs;
 pub mod names;
 pub mod progress;
+pub mod pull;
+pub mod registry;
 pub mod vms;
 
 pub use progress::Progress;

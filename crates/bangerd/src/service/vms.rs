@@ -40,7 +40,16 @@ impl Daemon {
             runtime: self.runtime_view(&r.id),
             workspace: r.workspace.clone().and_then(|w| serde_json::from_value(w).ok()),
             forwards: serde_json::from_value(r.forwards.clone()).unwrap_or_default(),
+            exec_defaults: self.exec_defaults(&r.image_id),
         }
+    }
+
+    /// The image config's ENV/WORKDIR/USER (OCI images), if any.
+    fn exec_defaults(&self, image_id: &str) -> Option<banger_api::ExecDefaults> {
+        let img = self.store.get_image_by_id(image_id).ok()??;
+        let cfg = img.manifest.as_ref()?.get("config")?;
+        let d: banger_api::ExecDefaults = serde_json::from_value(cfg.clone()).ok()?;
+        (d != banger_api::ExecDefaults::default()).then_some(d)
     }
 
     pub fn list_vms(&self) -> Result<Vec<Vm>> {
@@ -95,6 +104,10 @@ impl Daemon {
         let (engine, engine_reason) = self.choose_engine(req.engine.as_deref())?;
         let image_ref = req.image.clone().unwrap_or_else(|| self.config.default_image.clone());
         progress.phase("resolve", format!("resolving image {image_ref}"));
+        if image_ref == self.config.default_image {
+            // A fresh host: the default appears on its own (pulled or built).
+            self.ensure_default_image(progress).await?;
+        }
         let image = self.image_record(&image_ref)?;
         self.kernel_record(&image.kernel)?;
 
