@@ -347,6 +347,44 @@ pub struct PruneCacheResult {
     pub dry_run: bool,
 }
 
+/// `POST /v1/vms/{vm}/set`: change a stopped VM's resources.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetVmRequest {
+    #[serde(default)]
+    pub vcpu: Option<u32>,
+    #[serde(default)]
+    pub memory_mib: Option<u64>,
+    #[serde(default)]
+    pub nat: Option<bool>,
+}
+
+/// `GET /v1/vms/{vm}/stats`: resource use, measured on the host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VmStats {
+    pub id: String,
+    pub name: String,
+    pub state: VmState,
+    pub vcpu: u32,
+    pub memory_mib: u64,
+    /// Seconds since the engine started; none when not running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uptime_secs: Option<u64>,
+    /// CPU used by the engine and its helpers, over a 250 ms sample, in %
+    /// of one core (200 = two cores busy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_percent: Option<f64>,
+    /// CPU seconds used since start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_seconds: Option<f64>,
+    /// Resident memory of the engine and its helpers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_bytes: Option<u64>,
+    /// Bytes the VM's own disk takes on the host (it is sparse).
+    pub disk_allocated_bytes: u64,
+    pub disk_size_bytes: u64,
+}
+
 /// `POST /v1/kernels`: import a kernel from files.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -5,6 +5,8 @@
 //! shell, with names checked first: only interfaces named by banger's rules
 //! are ever created or deleted.
 
+pub mod nat;
+
 use anyhow::{bail, Context};
 use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;

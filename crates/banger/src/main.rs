@@ -10,9 +10,11 @@ mod output;
 mod sys;
 mod workspace;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 fn main() {
+    // Shell completion requests (`COMPLETE=bash banger …`) end here.
+    clap_complete::CompleteEnv::with_factory(commands::Cli::command).complete();
     let cli = commands::Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,

@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 )]
 pub struct ExecArgs {
     /// VM name, id or unique prefix
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::completion::vms))]
     pub vm: String,
     /// Working directory in the guest (default: the VM's workspace, else the user's home)
     #[arg(long)]

@@ -13,6 +13,7 @@ use clap::Args;
 )]
 pub struct ForwardArgs {
     /// VM name, id or unique prefix
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::completion::vms))]
     pub vm: String,
     /// [HOST_ADDR:]HOST_PORT:GUEST_PORT (default address 127.0.0.1)
     #[arg(required = true, value_parser = parse_forward)]

@@ -117,6 +117,7 @@ pub struct ImportArgs {
 #[derive(Debug, Args)]
 pub struct BundleArgs {
     /// Image name or id
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::completion::images))]
     pub image: String,
     /// The bundle file to write (.tar.zst)
     #[arg(short, long)]
@@ -161,6 +162,7 @@ pub struct BuildArgs {
 #[derive(Debug, Args)]
 pub struct ShowArgs {
     /// Image name or id
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::completion::images))]
     pub image: String,
     #[arg(long)]
     pub json: bool,
@@ -169,6 +171,7 @@ pub struct ShowArgs {
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
     #[arg(required = true)]
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::completion::images))]
     pub images: Vec<String>,
     #[arg(long)]
     pub json: bool,

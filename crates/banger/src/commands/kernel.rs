@@ -87,6 +87,7 @@ pub struct ShowArgs {
 #[derive(Debug, Args)]
 pub struct RmArgs {
     #[arg(required = true)]
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::completion::kernels))]
     pub names: Vec<String>,
     #[arg(long)]
     pub json: bool,

@@ -1,5 +1,6 @@
 //! The command tree, one module per command group.
 
+mod completion;
 mod config;
 mod cp;
 mod daemon;
@@ -72,6 +73,8 @@ enum Cmd {
     Doctor(JsonFlag),
     /// Print the version and commit of this build
     Version(JsonFlag),
+    /// Print a shell completion script (with live VM, image and kernel names)
+    Completion(completion::CompletionArgs),
 }
 
 /// `--json` alone.
@@ -96,6 +99,7 @@ pub async fn run(cli: Cli) -> i32 {
 async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     let paths = Paths::from_env()?;
     match cli.cmd {
+        Cmd::Completion(a) => completion::run(a),
         Cmd::Version(f) => {
             if f.json {
                 output::json(&serde_json::json!({

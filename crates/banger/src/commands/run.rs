@@ -30,7 +30,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub name: Option<String>,
     /// Image name or id (default: the configured default image)
-    #[arg(long)]
+    #[arg(long, add = clap_complete::engine::ArgValueCandidates::new(super::completion::images))]
     pub image: Option<String>,
     #[arg(long)]
     pub vcpu: Option<u32>,

@@ -20,6 +20,7 @@ use std::path::PathBuf;
 )]
 pub struct SshArgs {
     /// VM name, id or unique prefix
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::completion::vms))]
     pub vm: String,
     /// Forget the VM's pinned host key first (after you recreated it on purpose)
     #[arg(long)]
@@ -32,6 +33,7 @@ pub struct SshArgs {
 #[derive(Debug, Args)]
 pub struct ProxyArgs {
     /// VM name (a `.vm` suffix is ignored), id or unique prefix
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::completion::vms))]
     pub vm: String,
     /// TCP port inside the guest
     pub port: u16,

@@ -4,7 +4,7 @@ use super::{for_each_ref, seg};
 use crate::client::Client;
 use crate::output::{self, ProgressView};
 use banger_api::validate::{self, format_mib};
-use banger_api::{CreateVmRequest, Vm};
+use banger_api::{CreateVmRequest, Vm, VmState};
 use clap::{Args, Subcommand};
 
 #[derive(Debug, Subcommand)]
@@ -51,15 +51,52 @@ pub enum VmCmd {
     /// Copy a git workspace into a VM, or export the changes made there
     #[command(subcommand)]
     Workspace(super::workspace::WorkspaceCmd),
+    /// Resource use: CPU, memory and disk on the host, uptime
+    Stats(ShowArgs),
+    /// Change a stopped VM's vCPUs, memory or NAT
+    #[command(after_help = "Examples:\n  banger vm set web --vcpu 4 --memory 4G\n  banger vm set web --nat")]
+    Set(SetArgs),
+    /// Delete every VM that is not running (asks first unless -f)
+    Prune(PruneArgs),
     /// Connect stdin/stdout to a guest TCP port (used as ssh's ProxyCommand)
     #[command(hide = true)]
     Proxy(super::ssh::ProxyArgs),
 }
 
 #[derive(Debug, Args)]
+pub struct SetArgs {
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::completion::vms))]
+    pub vm: String,
+    /// Virtual CPUs
+    #[arg(long)]
+    pub vcpu: Option<u32>,
+    /// Memory, e.g. 2G or 512M (a bare number means MiB)
+    #[arg(long, value_parser = parse_size)]
+    pub memory: Option<u64>,
+    /// Let the guest reach beyond the host
+    #[arg(long, conflicts_with = "no_nat")]
+    pub nat: bool,
+    /// Keep the guest on the host only
+    #[arg(long)]
+    pub no_nat: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Do not ask
+    #[arg(short, long)]
+    pub force: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct StopArgs {
     /// VM names, ids or unique prefixes
     #[arg(required = true)]
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::completion::vms))]
     pub vms: Vec<String>,
     /// Seconds to wait for a clean shutdown before killing
     #[arg(long, default_value_t = 10)]
@@ -71,6 +108,7 @@ pub struct StopArgs {
 #[derive(Debug, Args)]
 pub struct LogsArgs {
     /// VM name, id or unique prefix
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::completion::vms))]
     pub vm: String,
     /// Keep printing new output until the VM stops
     #[arg(short, long)]
@@ -83,7 +121,7 @@ pub struct CreateArgs {
     #[arg(long)]
     pub name: Option<String>,
     /// Image name or id; omitted: the configured default image
-    #[arg(long)]
+    #[arg(long, add = clap_complete::engine::ArgValueCandidates::new(super::completion::images))]
     pub image: Option<String>,
     /// Virtual CPUs
     #[arg(long)]
@@ -97,6 +135,9 @@ pub struct CreateArgs {
     /// Only record the VM; start it later with `banger vm start`
     #[arg(long)]
     pub no_start: bool,
+    /// Let the guest reach beyond the host (masquerading NAT; needs nftables)
+    #[arg(long)]
+    pub nat: bool,
     /// Engine: auto (firecracker where KVM runs ordinary guests, else qemu), firecracker or qemu
     #[arg(long, value_parser = ["auto", "firecracker", "qemu"])]
     pub engine: Option<String>,
@@ -118,6 +159,7 @@ pub struct ListArgs {
 #[derive(Debug, Args)]
 pub struct ShowArgs {
     /// VM name, id or unique prefix
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::completion::vms))]
     pub vm: String,
     #[arg(long)]
     pub json: bool,
@@ -127,6 +169,7 @@ pub struct ShowArgs {
 pub struct RefsArgs {
     /// VM names, ids or unique prefixes
     #[arg(required = true)]
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::completion::vms))]
     pub vms: Vec<String>,
     #[arg(long)]
     pub json: bool,
@@ -142,6 +185,34 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 pub async fn run(client: Client, cmd: VmCmd) -> anyhow::Result<i32> {
     match cmd {
         VmCmd::Create(a) => create(&client, a).await,
+        VmCmd::Stats(a) => stats(&client, &a).await,
+        VmCmd::Set(a) => {
+            let req = banger_api::SetVmRequest {
+                vcpu: a.vcpu,
+                memory_mib: a.memory,
+                nat: if a.nat {
+                    Some(true)
+                } else if a.no_nat {
+                    Some(false)
+                } else {
+                    None
+                },
+            };
+            let vm: Vm = client.post(&format!("/v1/vms/{}/set", seg(&a.vm)), &req).await?;
+            if a.json {
+                output::json(&vm)?;
+            } else {
+                println!(
+                    "{}: {} vCPU, {}, NAT {}",
+                    vm.name,
+                    vm.vcpu,
+                    validate::format_mib(vm.memory_mib),
+                    if vm.nat { "on" } else { "off" }
+                );
+            }
+            Ok(0)
+        }
+        VmCmd::Prune(a) => prune(&client, a).await,
         VmCmd::List(a) => list(&client, &a).await,
         VmCmd::Show(a) => {
             let vm: Vm = client.get(&format!("/v1/vms/{}", seg(&a.vm))).await?;
@@ -279,6 +350,7 @@ async fn create(client: &Client, a: CreateArgs) -> anyhow::Result<i32> {
         no_start: a.no_start,
         engine: a.engine,
         forwards: a.forwards,
+        nat: a.nat,
         ..Default::default()
     };
     let mut view = ProgressView::new(false);
@@ -393,4 +465,96 @@ fn print_vm(v: &Vm) {
         pairs.push(("last error", e.clone()));
     }
     output::fields(&pairs);
+}
+
+async fn stats(client: &Client, a: &ShowArgs) -> anyhow::Result<i32> {
+    let st: banger_api::VmStats = client.get(&format!("/v1/vms/{}/stats", seg(&a.vm))).await?;
+    if a.json {
+        output::json(&st)?;
+        return Ok(0);
+    }
+    let or_dash = |o: Option<String>| o.unwrap_or_else(|| "-".into());
+    output::fields(&[
+        ("name", st.name.clone()),
+        ("state", st.state.as_str().to_string()),
+        ("vcpu", st.vcpu.to_string()),
+        (
+            "cpu",
+            or_dash(
+                st.cpu_percent
+                    .map(|c| format!("{c:.1}% of one core ({:.1} s used)", st.cpu_seconds.unwrap_or(0.0))),
+            ),
+        ),
+        (
+            "memory",
+            or_dash(st.rss_bytes.map(|r| {
+                format!("{} resident of {}", output::bytes(r), validate::format_mib(st.memory_mib))
+            })),
+        ),
+        (
+            "disk",
+            format!(
+                "{} allocated of {}",
+                output::bytes(st.disk_allocated_bytes),
+                output::bytes(st.disk_size_bytes)
+            ),
+        ),
+        (
+            "uptime",
+            or_dash(
+                st.uptime_secs
+                    .map(|s| humantime::format_duration(std::time::Duration::from_secs(s)).to_string()),
+            ),
+        ),
+    ]);
+    Ok(0)
+}
+
+async fn prune(client: &Client, a: PruneArgs) -> anyhow::Result<i32> {
+    let vms: Vec<Vm> = client.get("/v1/vms").await?;
+    let victims: Vec<&Vm> =
+        vms.iter().filter(|v| matches!(v.state, VmState::Stopped | VmState::Error)).collect();
+    if victims.is_empty() {
+        if a.json {
+            output::json(&Vec::<Vm>::new())?;
+        } else {
+            eprintln!("no stopped VMs");
+        }
+        return Ok(0);
+    }
+    if !a.force {
+        use std::io::{BufRead, IsTerminal, Write};
+        if !std::io::stdin().is_terminal() {
+            anyhow::bail!(
+                "refusing to delete {} VM(s) without asking; pass -f to skip the question",
+                victims.len()
+            );
+        }
+        eprintln!("These VMs are not running and will be deleted with their disks:");
+        for v in &victims {
+            eprintln!("  {} ({}, {})", v.name, v.state.as_str(), v.image);
+        }
+        eprint!("Delete {} VM(s)? [y/N] ", victims.len());
+        std::io::stderr().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            eprintln!("nothing deleted");
+            return Ok(1);
+        }
+    }
+    let names: Vec<String> = victims.iter().map(|v| v.id.clone()).collect();
+    let (done, ok) = for_each_ref(&names, |r| {
+        let c = client.clone();
+        async move { c.delete::<Vm>(&format!("/v1/vms/{}", seg(&r))).await }
+    })
+    .await;
+    if a.json {
+        output::json(&done)?;
+    } else {
+        for v in &done {
+            println!("deleted {}", v.name);
+        }
+    }
+    Ok(if ok { 0 } else { 1 })
 }

@@ -21,6 +21,7 @@ pub enum WorkspaceCmd {
 #[derive(Debug, Args)]
 pub struct PrepareArgs {
     /// VM name, id or unique prefix
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::completion::vms))]
     pub vm: String,
     /// The git working tree (default: the current directory)
     pub path: Option<PathBuf>,
@@ -38,6 +39,7 @@ pub struct PrepareArgs {
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// VM name, id or unique prefix
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::completion::vms))]
     pub vm: String,
     /// Write the patch to FILE instead of stdout
     #[arg(short, long)]

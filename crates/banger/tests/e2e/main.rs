@@ -14,6 +14,7 @@
 mod access;
 mod firecracker;
 mod harness;
+mod host;
 mod images;
 mod lifecycle;
 mod run;

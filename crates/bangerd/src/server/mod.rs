@@ -71,6 +71,8 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<State>)> {
         (Method::POST, "/v1/vms/{vm}/pause", post(vms::pause)),
         (Method::POST, "/v1/vms/{vm}/resume", post(vms::resume)),
         (Method::GET, "/v1/vms/{vm}/logs", get(vms::logs)),
+        (Method::GET, "/v1/vms/{vm}/stats", get(vms::stats)),
+        (Method::POST, "/v1/vms/{vm}/set", post(vms::set)),
         (Method::POST, "/v1/vms/{vm}/agent", post(agent::connect)),
         (Method::POST, "/v1/vms/{vm}/forget-host-key", post(vms::forget_host_key)),
         (Method::PUT, "/v1/vms/{vm}/workspace", axum::routing::put(vms::set_workspace)),

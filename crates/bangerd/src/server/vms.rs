@@ -117,3 +117,15 @@ pub async fn logs(
     };
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response())
 }
+
+pub async fn stats(S(d): S<State>, Path(vm): Path<String>) -> HttpResult<banger_api::VmStats> {
+    Ok(Json(d.vm_stats(&vm).await?))
+}
+
+pub async fn set(
+    S(d): S<State>,
+    Path(vm): Path<String>,
+    ApiJson(req): ApiJson<banger_api::SetVmRequest>,
+) -> HttpResult<Vm> {
+    Ok(Json(d.set_vm(&vm, req).await?))
+}

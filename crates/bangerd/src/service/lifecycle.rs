@@ -195,7 +195,7 @@ impl Daemon {
         }
     }
 
-    fn reload(&self, id: &str) -> Result<VmRecord> {
+    pub(crate) fn reload(&self, id: &str) -> Result<VmRecord> {
         self.store.get_vm(id).map_err(store_err)?.ok_or_else(|| {
             ApiError::not_found(format!("VM {id:?} not found")).with_hint("list VMs with `banger vm list`")
         })
@@ -302,6 +302,7 @@ impl Daemon {
         let mut interfaces = Vec::new();
         match self.attach_network(vm).await {
             Ok(Some(tap)) => {
+                self.sync_nat(Some(vm)).await?;
                 let ip: std::net::Ipv4Addr = vm.guest_ip.parse().map_err(|_| {
                     ApiError::internal(format!("VM {:?} has a malformed IP {:?}", vm.name, vm.guest_ip))
                 })?;
@@ -669,6 +670,9 @@ impl Daemon {
             rt.parked.lock().unwrap_or_else(|e| e.into_inner()).clear();
         }
         self.runtimes.lock().unwrap_or_else(|e| e.into_inner()).remove(&vm.id);
+        if let Err(e) = self.sync_nat(None).await {
+            errors.push(e.message);
+        }
         errors
     }
 
@@ -805,6 +809,9 @@ impl Daemon {
             if !known.contains(&tap) {
                 let _ = banger_net::delete_tap(&tap);
             }
+        }
+        if let Err(e) = self.sync_nat(None).await {
+            tracing::warn!("reconcile: NAT rules: {}", e.message);
         }
     }
 }

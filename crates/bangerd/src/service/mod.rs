@@ -16,6 +16,7 @@
 
 pub mod builds;
 pub mod doctor;
+pub mod everyday;
 pub mod forwards;
 pub mod guest;
 pub mod host;
@@ -24,6 +25,7 @@ pub mod kernels;
 pub mod lifecycle;
 pub mod logs;
 pub mod names;
+pub mod nat;
 pub mod progress;
 pub mod pull;
 pub mod registry;

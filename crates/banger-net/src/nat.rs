@@ -1,0 +1,121 @@
+//! Opt-in NAT with nftables, in banger's own table (`ip banger`).
+//!
+//! The whole table is rebuilt in one `nft -f` batch from the list of VMs
+//! that have NAT and run, so it is always exactly what the daemon's state
+//! says — after a stop, a delete or a daemon crash alike. VMs with NAT get
+//! masquerading and forwarding; every other packet from the bridge that
+//! would leave the host is dropped, so a VM without NAT reaches the host
+//! and its neighbours on the bridge, nothing beyond. IPv4 forwarding is
+//! switched on only while some VM needs it, and switched back when none
+//! does (the value found is remembered in a file, so a crash cannot lose it).
+
+use anyhow::{bail, Context};
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+pub const TABLE: &str = "banger";
+const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+
+/// The nft script for `bridge` with NAT for `nat_ips`.
+pub fn ruleset(bridge: &str, nat_ips: &[Ipv4Addr]) -> String {
+    let mut s = format!("add table ip {TABLE}\ndelete table ip {TABLE}\ntable ip {TABLE} {{\n");
+    s.push_str("  chain forward {\n    type filter hook forward priority filter; policy accept;\n");
+    for ip in nat_ips {
+        s.push_str(&format!("    iifname \"{bridge}\" ip saddr {ip} accept\n"));
+        s.push_str(&format!("    oifname \"{bridge}\" ip daddr {ip} ct state established,related accept\n"));
+    }
+    s.push_str(&format!("    iifname \"{bridge}\" oifname != \"{bridge}\" drop\n"));
+    s.push_str(&format!("    oifname \"{bridge}\" iifname != \"{bridge}\" drop\n  }}\n"));
+    s.push_str("  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n");
+    for ip in nat_ips {
+        s.push_str(&format!("    ip saddr {ip} oifname != \"{bridge}\" masquerade\n"));
+    }
+    s.push_str("  }\n}\n");
+    s
+}
+
+fn nft(script: &str) -> anyhow::Result<()> {
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("Cannot run nft (install nftables)")?;
+    child.stdin.take().context("nft stdin")?.write_all(script.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("nft failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+/// Whether banger's table exists.
+pub fn table_exists() -> bool {
+    Command::new("nft")
+        .args(["list", "table", "ip", TABLE])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Whether `nft` can be run at all.
+pub fn available() -> bool {
+    Command::new("nft")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Makes the rules match: none at all while no VM runs (`any_running`
+/// false), else the bridge fenced in with NAT for `nat_ips`; forwarding on
+/// exactly while some VM has NAT. `saved` remembers the value found.
+pub fn apply(bridge: &str, any_running: bool, nat_ips: &[Ipv4Addr], saved: &Path) -> anyhow::Result<()> {
+    crate::check_ifname(bridge)?;
+    if !any_running {
+        if table_exists() {
+            nft(&format!("delete table ip {TABLE}\n")).context("Cannot remove banger's nftables table")?;
+        }
+        if let Ok(orig) = std::fs::read_to_string(saved) {
+            std::fs::write(IP_FORWARD, orig.trim()).context("Cannot restore net.ipv4.ip_forward")?;
+            let _ = std::fs::remove_file(saved);
+        }
+        return Ok(());
+    }
+    nft(&ruleset(bridge, nat_ips)).context("Cannot install banger's NAT rules")?;
+    if nat_ips.is_empty() {
+        if let Ok(orig) = std::fs::read_to_string(saved) {
+            std::fs::write(IP_FORWARD, orig.trim()).context("Cannot restore net.ipv4.ip_forward")?;
+            let _ = std::fs::remove_file(saved);
+        }
+        return Ok(());
+    }
+    let now = std::fs::read_to_string(IP_FORWARD).context("Cannot read net.ipv4.ip_forward")?;
+    if now.trim() != "1" {
+        if !saved.exists() {
+            std::fs::write(saved, now.trim()).context("Cannot remember net.ipv4.ip_forward")?;
+        }
+        std::fs::write(IP_FORWARD, "1").context("Cannot enable net.ipv4.ip_forward")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ruleset_masquerades_only_nat_vms() {
+        let r = ruleset("banger0", &["172.30.213.5".parse().unwrap()]);
+        assert!(r.contains("ip saddr 172.30.213.5 oifname != \"banger0\" masquerade"));
+        assert!(r.contains("iifname \"banger0\" oifname != \"banger0\" drop"));
+        assert_eq!(r.matches("masquerade").count(), 1);
+        assert!(r.starts_with("add table ip banger\ndelete table ip banger\n"), "atomic replace");
+        assert!(!ruleset("banger0", &[]).contains("masquerade"));
+    }
+}

@@ -1,0 +1,137 @@
+//! Host integration: opt-in NAT (rules with the VM, after a daemon crash,
+//! forwarding only while needed), `vm set`, `vm stats`, `vm prune`, and
+//! completion with live names.
+//!
+//! "Beyond the host" is a second namespace joined to the test's by a veth
+//! pair, with a web server on it: nothing leaves the test's namespaces.
+
+use crate::harness::E2e;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct Outside {
+    ns: String,
+    server: Child,
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
+fn sh(args: &[&str]) {
+    let ok = Command::new(args[0]).args(&args[1..]).status().unwrap().success();
+    assert!(ok, "{args:?} failed");
+}
+
+/// A namespace at 10.99.0.2 serving HTTP on :8080, reachable from the
+/// test's namespace (10.99.0.1) only.
+fn outside(e: &E2e) -> Outside {
+    let ns = format!("{}-out", e.netns);
+    sh(&["ip", "netns", "add", &ns]);
+    sh(&["ip", "-n", &e.netns, "link", "add", "vo-a", "type", "veth", "peer", "name", "vo-b", "netns", &ns]);
+    sh(&["ip", "-n", &e.netns, "addr", "add", "10.99.0.1/24", "dev", "vo-a"]);
+    sh(&["ip", "-n", &e.netns, "link", "set", "vo-a", "up"]);
+    sh(&["ip", "-n", &ns, "addr", "add", "10.99.0.2/24", "dev", "vo-b"]);
+    sh(&["ip", "-n", &ns, "link", "set", "vo-b", "up"]);
+    sh(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+    let dir = e.dir.path().join("www");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.html"), "outside\n").unwrap();
+    let server = Command::new("ip")
+        .args(["netns", "exec", &ns, "python3", "-m", "http.server", "-b", "10.99.0.2", "8080", "-d"])
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    Outside { ns, server }
+}
+
+fn in_ns(e: &E2e, args: &[&str]) -> String {
+    let o = Command::new("ip").args(["netns", "exec", &e.netns]).args(args).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn reaches_outside(e: &E2e, vm: &str) -> bool {
+    let r = e.run(&["vm", "exec", vm, "--", "curl", "-s", "-m", "4", "http://10.99.0.2:8080/"]);
+    r.code == 0 && r.stdout == "outside\n"
+}
+
+#[test]
+fn nat_is_opt_in_and_follows_the_vm() {
+    let Some(e) = E2e::new("nat") else { return };
+    if !Command::new("nft").arg("--version").stdout(Stdio::null()).status().is_ok_and(|s| s.success()) {
+        eprintln!("SKIPPED e2e test nat: nft not installed (apt-get install nftables)");
+        return;
+    }
+    let _out = outside(&e);
+    e.ok(&["vm", "create", "--name", "withnat", "--nat"]);
+    e.ok(&["vm", "create", "--name", "plain"]);
+    let ip = e.vm("withnat")["guest_ip"].as_str().unwrap().to_string();
+    assert!(reaches_outside(&e, "withnat"), "the NAT VM cannot reach the outside namespace");
+    assert!(!reaches_outside(&e, "plain"), "a VM without NAT reached beyond the host");
+    // Both still reach the host itself.
+    let r = e.ok(&["vm", "exec", "plain", "--", "sh", "-c", "ip route | head -1"]);
+    assert!(r.stdout.starts_with("default via"), "{}", r.stdout);
+
+    let table = in_ns(&e, &["nft", "list", "table", "ip", "banger"]);
+    assert!(table.contains(&format!("ip saddr {ip} oifname != \"banger0\" masquerade")), "{table}");
+    assert_eq!(in_ns(&e, &["cat", "/proc/sys/net/ipv4/ip_forward"]), "1\n");
+
+    // The daemon dies and its table is wiped: the next daemon rebuilds it.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(e.daemon_pid().unwrap()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    in_ns(&e, &["nft", "delete", "table", "ip", "banger"]);
+    e.ok(&["ps"]);
+    assert!(in_ns(&e, &["nft", "list", "table", "ip", "banger"]).contains(&ip));
+    assert!(reaches_outside(&e, "withnat"));
+
+    // vm set: refused while running; NAT on for the plain VM after a stop.
+    let r = e.run(&["vm", "set", "plain", "--nat"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("stop it first"), "{}", r.stderr);
+    e.ok(&["vm", "stop", "plain"]);
+    let set = e.ok(&["vm", "set", "plain", "--nat", "--vcpu", "1", "--memory", "384M", "--json"]).json();
+    assert_eq!(
+        (set["nat"].as_bool(), set["vcpu"].as_u64(), set["memory_mib"].as_u64()),
+        (Some(true), Some(1), Some(384))
+    );
+    e.ok(&["vm", "start", "plain"]);
+    assert!(reaches_outside(&e, "plain"));
+    let nproc = e.ok(&["vm", "exec", "plain", "--", "nproc"]);
+    assert_eq!(nproc.stdout, "1\n");
+
+    // Stats of a running VM.
+    let st = e.ok(&["vm", "stats", "plain", "--json"]).json();
+    assert!(st["rss_bytes"].as_u64().unwrap() > 16 << 20, "{st}");
+    assert!(st["disk_allocated_bytes"].as_u64().unwrap() > 0, "{st}");
+    assert!(st["uptime_secs"].is_u64() && st["cpu_percent"].is_f64(), "{st}");
+
+    // Rules go with the VMs; forwarding goes back off with the last NAT VM.
+    e.ok(&["vm", "stop", "withnat", "plain"]);
+    assert!(!in_ns(&e, &["nft", "list", "tables"]).contains("banger"));
+    assert_eq!(in_ns(&e, &["cat", "/proc/sys/net/ipv4/ip_forward"]), "0\n");
+
+    // Completion offers the live names; prune deletes what is not running.
+    let comp = Command::new("ip")
+        .args(["netns", "exec", &e.netns, env!("CARGO_BIN_EXE_banger"), "--", "banger", "vm", "start", ""])
+        .env("COMPLETE", "fish")
+        .env("XDG_RUNTIME_DIR", e.dir.path().join("run"))
+        .output()
+        .unwrap();
+    let comp = String::from_utf8_lossy(&comp.stdout);
+    assert!(comp.contains("withnat") && comp.contains("plain"), "{comp}");
+    let r = e.run(&["vm", "prune"]);
+    assert_eq!(r.code, 1, "prune without a terminal must ask for -f");
+    let pruned = e.ok(&["vm", "prune", "-f", "--json"]).json();
+    assert_eq!(pruned.as_array().unwrap().len(), 2);
+    assert_eq!(e.ok(&["ps", "--json"]).json(), serde_json::json!([]));
+}

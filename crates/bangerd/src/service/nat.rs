@@ -1,0 +1,46 @@
+//! Keeps banger's nftables table in step with the running VMs (see
+//! `banger_net::nat`): called when a VM's network comes up, after every
+//! teardown, and once after a daemon restart.
+
+use super::Daemon;
+use crate::error::Result;
+use banger_api::ApiError;
+use banger_store::VmRecord;
+
+impl Daemon {
+    /// Rebuilds the rules from the VMs with a live engine, plus `booting`
+    /// (whose engine is not tracked yet).
+    pub(crate) async fn sync_nat(&self, booting: Option<&VmRecord>) -> Result<()> {
+        let mut running: Vec<VmRecord> = {
+            let ids: Vec<String> =
+                self.runtimes.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
+            ids.iter().filter_map(|id| self.store.get_vm(id).ok().flatten()).collect()
+        };
+        if let Some(b) = booting {
+            running.retain(|v| v.id != b.id);
+            running.push(b.clone());
+        }
+        let nat_ips: Vec<std::net::Ipv4Addr> =
+            running.iter().filter(|v| v.nat).filter_map(|v| v.guest_ip.parse().ok()).collect();
+        if !nix::unistd::geteuid().is_root() {
+            if booting.is_some_and(|b| b.nat) {
+                return Err(ApiError::unavailable("NAT needs root: the daemon runs as an ordinary user")
+                    .with_hint("run the daemon as root, or turn NAT off with `banger vm set VM --no-nat`"));
+            }
+            return Ok(());
+        }
+        if nat_ips.is_empty() && !banger_net::nat::available() {
+            return Ok(()); // nothing to do without nft, and nothing asked of it
+        }
+        let bridge = self.config.bridge.clone();
+        let saved = self.paths.state_dir.join("ip_forward.saved");
+        let any = !running.is_empty();
+        tokio::task::spawn_blocking(move || banger_net::nat::apply(&bridge, any, &nat_ips, &saved))
+            .await
+            .map_err(|e| ApiError::internal(format!("nat task: {e}")))?
+            .map_err(|e| {
+                ApiError::unavailable(format!("{e:#}"))
+                    .with_hint("install nftables (`apt-get install nftables`)")
+            })
+    }
+}
