@@ -351,7 +351,6 @@ async fn create(client: &Client, a: CreateArgs) -> anyhow::Result<i32> {
         engine: a.engine,
         forwards: a.forwards,
         nat: a.nat,
-        ..Default::default()
     };
     let mut view = ProgressView::new(false);
     let vm: Vm = client.post_stream("/v1/vms", &req, |e| view.event(e)).await?;
