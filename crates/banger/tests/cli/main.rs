@@ -2,5 +2,6 @@
 //! its own, all state in throwaway XDG dirs.
 
 mod basics;
+mod doctor;
 mod env;
 mod replace;
