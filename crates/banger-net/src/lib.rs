@@ -51,7 +51,27 @@ pub fn link_exists(name: &str) -> bool {
     Path::new("/sys/class/net").join(name).exists()
 }
 
-/// banger's taps that exist now.
+/// Prefix of the taps kept warm in the pool (`bgpool0`, `bgpool1`, …).
+pub const POOL_PREFIX: &str = "bgpool";
+
+/// The `k`-th pool tap.
+pub fn pool_tap_name(k: usize) -> String {
+    format!("{POOL_PREFIX}{k}")
+}
+
+/// Whether `name` is one of the pool's taps.
+pub fn is_pool_tap(name: &str) -> bool {
+    name.strip_prefix(POOL_PREFIX).is_some_and(|n| !n.is_empty() && n.len() <= 3 && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The pool taps that exist now.
+pub fn list_pool_taps() -> Vec<String> {
+    std::fs::read_dir("/sys/class/net")
+        .map(|d| d.flatten().filter_map(|e| e.file_name().into_string().ok()).filter(|n| is_pool_tap(n)).collect())
+        .unwrap_or_default()
+}
+
+/// banger's per-VM taps that exist now (pool taps not included).
 pub fn list_taps() -> Vec<String> {
     std::fs::read_dir("/sys/class/net")
         .map(|d| {

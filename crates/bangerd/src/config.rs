@@ -132,6 +132,7 @@ pub struct FileSync {
 struct FileNetwork {
     bridge: Option<String>,
     cidr: Option<String>,
+    tap_pool: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -158,6 +159,8 @@ pub struct Config {
     pub boot_timeout_secs: u64,
     pub bridge: String,
     pub cidr: Ipv4Net,
+    /// Taps kept ready on the bridge so a start never waits for one.
+    pub tap_pool: usize,
     pub vcpu: u32,
     pub memory_mib: u64,
     pub disk_size_mib: u64,
@@ -193,6 +196,7 @@ impl Config {
             boot_timeout_secs: 120,
             bridge: DEFAULT_BRIDGE.into(),
             cidr: DEFAULT_CIDR.parse().expect("the default CIDR parses"),
+            tap_pool: 4,
             vcpu: 2,
             memory_mib: 1024,
             disk_size_mib: 8192,
@@ -241,6 +245,7 @@ impl Config {
         mark("boot_timeout_secs", file.boot_timeout_secs.is_some());
         mark("network.bridge", net.bridge.is_some());
         mark("network.cidr", net.cidr.is_some());
+        mark("network.tap_pool", net.tap_pool.is_some());
         mark("vm_defaults.vcpu", vmd.vcpu.is_some());
         mark("vm_defaults.memory", vmd.memory.is_some());
         mark("vm_defaults.disk_size", vmd.disk_size.is_some());
@@ -259,6 +264,12 @@ impl Config {
         let boot_timeout_secs = file.boot_timeout_secs.unwrap_or(c.boot_timeout_secs);
         let bridge = net.bridge.unwrap_or_else(|| c.bridge.clone());
         let cidr_text = net.cidr;
+        if let Some(n) = net.tap_pool {
+            if n > 64 {
+                anyhow::bail!("Invalid config file {}: network.tap_pool must be at most 64", path.display());
+            }
+            c.tap_pool = n;
+        }
         let vcpu = vmd.vcpu.unwrap_or(c.vcpu);
         let memory = vmd.memory;
         let disk = vmd.disk_size;
@@ -348,6 +359,7 @@ impl Config {
             ("boot_timeout_secs", json!(self.boot_timeout_secs)),
             ("network.bridge", json!(self.bridge)),
             ("network.cidr", json!(self.cidr.to_string())),
+            ("network.tap_pool", json!(self.tap_pool)),
             ("vm_defaults.vcpu", json!(self.vcpu)),
             ("vm_defaults.memory", json!(validate::format_mib(self.memory_mib))),
             ("vm_defaults.disk_size", json!(validate::format_mib(self.disk_size_mib))),

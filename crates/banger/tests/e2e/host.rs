@@ -135,3 +135,46 @@ fn nat_is_opt_in_and_follows_the_vm() {
     assert_eq!(pruned.as_array().unwrap().len(), 2);
     assert_eq!(e.ok(&["ps", "--json"]).json(), serde_json::json!([]));
 }
+
+fn pool(e: &E2e) -> Vec<String> {
+    let mut p: Vec<String> = e.links().into_iter().filter(|l| l.starts_with("bgpool")).collect();
+    p.sort();
+    p
+}
+
+fn wait_pool(e: &E2e, n: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let p = pool(e);
+        if p.len() == n || std::time::Instant::now() > deadline {
+            return p;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn tap_pool_stays_warm_and_never_leaks() {
+    let Some(e) = E2e::new("tappool") else { return };
+    // The first start creates the bridge and its own tap, then fills the pool.
+    e.ok(&["vm", "create", "--name", "p1"]);
+    assert_eq!(wait_pool(&e, 4).len(), 4, "pool not filled: {:?}", e.links());
+    // The next start takes a warm tap; the pool is topped up again.
+    e.ok(&["vm", "create", "--name", "p2"]);
+    let tap = e.vm("p2")["runtime"]["tap"].as_str().unwrap().to_string();
+    assert!(tap.starts_with("bgpool"), "p2 did not get a pool tap: {tap}");
+    assert!(e.ok(&["vm", "exec", "p2", "--", "true"]).code == 0);
+    assert_eq!(wait_pool(&e, 5).len(), 5, "4 free + 1 in use: {:?}", e.links());
+    // A daemon crash: the new daemon keeps p2's tap and re-adopts the rest.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(e.daemon_pid().unwrap()), nix::sys::signal::Signal::SIGKILL)
+        .unwrap();
+    e.ok(&["ps"]);
+    assert_eq!(e.vm("p2")["runtime"]["tap"], tap.as_str());
+    assert_eq!(wait_pool(&e, 5).len(), 5, "{:?}", e.links());
+    // Deleting both: p2's tap goes back or away; no VM tap is left, the pool stays at 4.
+    let p1 = e.vm("p1")["id"].as_str().unwrap().to_string();
+    e.ok(&["vm", "delete", "p1", "p2"]);
+    let links = e.links();
+    assert!(!links.contains(&format!("bg{p1}")), "{links:?}");
+    assert_eq!(wait_pool(&e, 4).len(), 4, "{:?}", e.links());
+}

@@ -228,13 +228,23 @@ pub fn stage_image(
     std::fs::create_dir_all(&staging)?;
     let result = (|| {
         let rootfs = staging.join("rootfs.ext4");
+        let t0 = std::time::Instant::now();
         fill(&rootfs)?;
         if !ext4::is_ext4(&rootfs)? {
             anyhow::bail!("the produced rootfs is not ext4");
         }
+        let t1 = std::time::Instant::now();
         inject_agent(&rootfs, agent)?;
+        let t2 = std::time::Instant::now();
         let size_bytes = std::fs::metadata(&rootfs)?.len();
         let sha256 = fsutil::sha256_file(&rootfs)?;
+        tracing::info!(
+            id,
+            fill_ms = (t1 - t0).as_millis() as u64,
+            inject_ms = (t2 - t1).as_millis() as u64,
+            hash_ms = t2.elapsed().as_millis() as u64,
+            "image staged"
+        );
         let dest = images_dir.join(id);
         std::fs::rename(&staging, &dest)?;
         Ok(StagedImage { rootfs: dest.join("rootfs.ext4"), size_bytes, sha256 })

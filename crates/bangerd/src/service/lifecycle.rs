@@ -373,7 +373,7 @@ impl Daemon {
 
     /// Creates the VM's tap on the bridge. `None` when the daemon cannot
     /// manage host networking (not root).
-    async fn attach_network(&self, vm: &VmRecord) -> Result<Option<String>> {
+    async fn attach_network(self: &Arc<Self>, vm: &VmRecord) -> Result<Option<String>> {
         if !nix::unistd::geteuid().is_root() {
             return Ok(None);
         }
@@ -382,10 +382,16 @@ impl Daemon {
             net: self.config.cidr,
             gateway: self.config.gateway(),
         };
-        let tap = banger_net::tap_name(&vm.id);
-        let t = tap.clone();
         // The bridge is checked once per daemon (and again after a failure).
         let bridge_ready = self.bridge_ready.load(Ordering::SeqCst) && banger_net::link_exists(&bridge.name);
+        if bridge_ready {
+            if let Some(tap) = self.take_pool_tap() {
+                self.refill_taps();
+                return Ok(Some(tap));
+            }
+        }
+        let tap = banger_net::tap_name(&vm.id);
+        let t = tap.clone();
         let flag = self.clone_bridge_flag();
         tokio::task::spawn_blocking(move || {
             if !bridge_ready {
@@ -400,6 +406,7 @@ impl Daemon {
             ApiError::unavailable(format!("Cannot set up the network of VM {:?}: {e:#}", vm.name))
                 .with_hint("check that /dev/net/tun exists and that iproute2 is installed")
         })?;
+        self.refill_taps();
         Ok(Some(tap))
     }
 
@@ -641,12 +648,14 @@ impl Daemon {
                 }
             }
         }
-        let tap = banger_net::tap_name(&vm.id);
-        if banger_net::link_exists(&tap) {
-            if let Err(e) = tokio::task::spawn_blocking(move || banger_net::delete_tap(&tap))
-                .await
-                .unwrap_or_else(|e| Err(e.into()))
-            {
+        let mut taps = vec![banger_net::tap_name(&vm.id)];
+        if let Some(t) = handles.and_then(|h| h.tap.clone()) {
+            if !taps.contains(&t) {
+                taps.push(t);
+            }
+        }
+        for tap in taps.into_iter().filter(|t| banger_net::link_exists(t)) {
+            if let Err(e) = self.release_tap(&tap) {
                 errors.push(format!("{e:#}"));
             }
         }
@@ -802,6 +811,14 @@ impl Daemon {
                     }
                 }
             }
+        }
+        // Pool taps no live VM holds form the pool again.
+        let in_use: Vec<String> = {
+            let rts = self.runtimes.lock().unwrap_or_else(|e| e.into_inner());
+            rts.values().filter_map(|rt| rt.handles.tap.clone()).collect()
+        };
+        if nix::unistd::geteuid().is_root() {
+            self.adopt_pool_taps(&in_use);
         }
         // Taps of VMs that no longer exist.
         let known: Vec<String> = vms.iter().map(|v| banger_net::tap_name(&v.id)).collect();

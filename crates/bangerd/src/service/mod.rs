@@ -25,6 +25,7 @@ pub mod kernels;
 pub mod lifecycle;
 pub mod logs;
 pub mod names;
+pub mod taps;
 pub mod nat;
 pub mod progress;
 pub mod pull;
@@ -78,6 +79,9 @@ pub struct Daemon {
     pub(crate) generation: std::sync::atomic::AtomicU64,
     /// Whether this daemon has set up the bridge already.
     pub(crate) bridge_ready: Arc<std::sync::atomic::AtomicBool>,
+    /// Ready taps on the bridge (see `taps`), and the one refill at a time.
+    pub(crate) tap_pool: Mutex<Vec<String>>,
+    pub(crate) tap_refill: tokio::sync::Mutex<()>,
     shutdown: Notify,
 }
 
@@ -105,6 +109,8 @@ impl Daemon {
             runtimes: Mutex::new(HashMap::new()),
             generation: std::sync::atomic::AtomicU64::new(0),
             bridge_ready: Arc::default(),
+            tap_pool: Mutex::new(Vec::new()),
+            tap_refill: tokio::sync::Mutex::new(()),
             shutdown: Notify::new(),
         }))
     }
