@@ -133,6 +133,7 @@ struct FileNetwork {
     bridge: Option<String>,
     cidr: Option<String>,
     tap_pool: Option<usize>,
+    dns_port: Option<u16>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -161,6 +162,8 @@ pub struct Config {
     pub cidr: Ipv4Net,
     /// Taps kept ready on the bridge so a start never waits for one.
     pub tap_pool: usize,
+    /// UDP port on 127.0.0.1 answering `<vm>.vm`; 0: off.
+    pub dns_port: u16,
     pub vcpu: u32,
     pub memory_mib: u64,
     pub disk_size_mib: u64,
@@ -197,6 +200,7 @@ impl Config {
             bridge: DEFAULT_BRIDGE.into(),
             cidr: DEFAULT_CIDR.parse().expect("the default CIDR parses"),
             tap_pool: 4,
+            dns_port: 53535,
             vcpu: 2,
             memory_mib: 1024,
             disk_size_mib: 8192,
@@ -246,6 +250,7 @@ impl Config {
         mark("network.bridge", net.bridge.is_some());
         mark("network.cidr", net.cidr.is_some());
         mark("network.tap_pool", net.tap_pool.is_some());
+        mark("network.dns_port", net.dns_port.is_some());
         mark("vm_defaults.vcpu", vmd.vcpu.is_some());
         mark("vm_defaults.memory", vmd.memory.is_some());
         mark("vm_defaults.disk_size", vmd.disk_size.is_some());
@@ -264,6 +269,9 @@ impl Config {
         let boot_timeout_secs = file.boot_timeout_secs.unwrap_or(c.boot_timeout_secs);
         let bridge = net.bridge.unwrap_or_else(|| c.bridge.clone());
         let cidr_text = net.cidr;
+        if let Some(p) = net.dns_port {
+            c.dns_port = p;
+        }
         if let Some(n) = net.tap_pool {
             if n > 64 {
                 anyhow::bail!("Invalid config file {}: network.tap_pool must be at most 64", path.display());
@@ -360,6 +368,7 @@ impl Config {
             ("network.bridge", json!(self.bridge)),
             ("network.cidr", json!(self.cidr.to_string())),
             ("network.tap_pool", json!(self.tap_pool)),
+            ("network.dns_port", json!(self.dns_port)),
             ("vm_defaults.vcpu", json!(self.vcpu)),
             ("vm_defaults.memory", json!(validate::format_mib(self.memory_mib))),
             ("vm_defaults.disk_size", json!(validate::format_mib(self.disk_size_mib))),

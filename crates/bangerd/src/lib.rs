@@ -68,6 +68,7 @@ impl Server {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let socket = self.daemon.paths.socket();
+        self.daemon.spawn_dns();
         server::serve(self.listener, self.daemon.clone(), shutdown).await?;
         let _ = std::fs::remove_file(&socket);
         tracing::info!("bangerd stopped");

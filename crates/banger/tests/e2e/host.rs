@@ -178,3 +178,57 @@ fn tap_pool_stays_warm_and_never_leaks() {
     assert!(!links.contains(&format!("bg{p1}")), "{links:?}");
     assert_eq!(wait_pool(&e, 4).len(), 4, "{:?}", e.links());
 }
+
+/// Asks the daemon's DNS (127.0.0.1:53535 in the test's namespace) for
+/// `name`; returns the response code and the A records.
+fn resolve(e: &E2e, name: &str) -> (String, Vec<String>) {
+    use hickory_proto::op::{Message, Query};
+    use hickory_proto::rr::{Name, RData, RecordType};
+    let ns_path = format!("/var/run/netns/{}", e.netns);
+    let name = name.to_string();
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(&ns_path).unwrap();
+        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut q = Message::query();
+        q.metadata.id = 42;
+        q.add_query(Query::query(Name::from_ascii(&name).unwrap(), RecordType::A));
+        sock.send_to(&q.to_vec().unwrap(), "127.0.0.1:53535").unwrap();
+        let mut buf = [0u8; 1500];
+        let n = sock.recv(&mut buf).unwrap();
+        let r = Message::from_vec(&buf[..n]).unwrap();
+        assert_eq!(r.metadata.id, 42);
+        let ips = r
+            .answers
+            .iter()
+            .filter_map(|a| match &a.data {
+                RData::A(a) => Some(a.0.to_string()),
+                _ => None,
+            })
+            .collect();
+        (format!("{:?}", r.metadata.response_code), ips)
+    })
+    .join()
+    .unwrap()
+}
+
+#[test]
+fn vm_names_resolve_while_running() {
+    let Some(e) = E2e::new("dns") else { return };
+    e.ok(&["vm", "create", "--name", "named"]);
+    let ip = e.vm("named")["guest_ip"].as_str().unwrap().to_string();
+    assert_eq!(resolve(&e, "named.vm."), ("NoError".to_string(), vec![ip.clone()]));
+    assert_eq!(resolve(&e, "NAMED.vm.").1, vec![ip.clone()], "names are case-insensitive");
+    assert_eq!(resolve(&e, "other.vm.").0, "NXDomain");
+    assert_eq!(resolve(&e, "example.com.").0, "Refused");
+    // A new daemon answers the same at once.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(e.daemon_pid().unwrap()), nix::sys::signal::Signal::SIGKILL)
+        .unwrap();
+    e.ok(&["ps"]);
+    assert_eq!(resolve(&e, "named.vm.").1, vec![ip]);
+    // Stopped: the name is gone.
+    e.ok(&["vm", "stop", "named"]);
+    assert_eq!(resolve(&e, "named.vm.").0, "NXDomain");
+    e.ok(&["vm", "delete", "named"]);
+}

@@ -15,6 +15,7 @@
 //! never held across an await.
 
 pub mod builds;
+pub mod dns;
 pub mod doctor;
 pub mod everyday;
 pub mod forwards;

@@ -46,6 +46,8 @@ impl TestDaemon {
         config.agent_bin = Some(fake_agent(dir.path()));
         // Never touch the host network from these tests.
         config.engine = bangerd::config::EngineChoice::Qemu;
+        // Tests in the host's namespace run side by side: no shared port.
+        config.dns_port = 0;
         tweak(&mut config);
         Self::serve(dir, paths, config).await
     }

@@ -1,0 +1,109 @@
+//! `.vm` names: a small authoritative DNS server for `<vm-name>.vm` on
+//! 127.0.0.1 (`[network] dns_port`, default 53535; 0 turns it off).
+//!
+//! Answers come straight from the daemon's state: a name resolves while its
+//! VM has a live engine, so records appear at start, vanish at stop, and
+//! are right again the moment a restarted daemon has adopted its VMs. The
+//! protocol is hickory-proto's. Names outside `.vm` are refused; unknown
+//! `.vm` names get NXDOMAIN.
+
+use super::Daemon;
+use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+/// Time to live of an answer: VMs come and go.
+const TTL: u32 = 5;
+
+impl Daemon {
+    /// The address of a running VM called `name`.
+    fn running_vm_ip(&self, name: &str) -> Option<Ipv4Addr> {
+        let vm = self.store.list_vms().ok()?.into_iter().find(|v| v.name == name)?;
+        self.runtime(&vm.id)?;
+        vm.guest_ip.parse().ok()
+    }
+
+    /// Builds the answer to one query packet; `None` for garbage.
+    pub fn answer_dns(&self, packet: &[u8]) -> Option<Vec<u8>> {
+        let q = Message::from_vec(packet).ok()?;
+        if q.metadata.message_type != MessageType::Query {
+            return None;
+        }
+        let mut r = Message::response(q.metadata.id, q.metadata.op_code);
+        r.metadata.recursion_desired = q.metadata.recursion_desired;
+        r.metadata.authoritative = true;
+        let code = match (q.metadata.op_code, q.queries.as_slice()) {
+            (OpCode::Query, [query]) => {
+                r.add_query(query.clone());
+                let name = query.name().to_lowercase();
+                let labels: Vec<String> =
+                    name.iter().map(|l| String::from_utf8_lossy(l).into_owned()).collect();
+                match labels.as_slice() {
+                    [vm, tld] if tld == "vm" => match self.running_vm_ip(vm) {
+                        Some(ip) => {
+                            if matches!(query.query_type(), RecordType::A | RecordType::ANY) {
+                                let owner = Name::from_ascii(format!("{vm}.vm.")).ok()?;
+                                r.add_answer(Record::from_rdata(owner, TTL, RData::from(ip)));
+                            }
+                            ResponseCode::NoError
+                        }
+                        None => ResponseCode::NXDomain,
+                    },
+                    [tld] if tld == "vm" => ResponseCode::NoError,
+                    _ => ResponseCode::Refused,
+                }
+            }
+            _ => ResponseCode::NotImp,
+        };
+        r.metadata.response_code = code;
+        r.to_vec().ok()
+    }
+
+    /// Serves DNS until the daemon stops; a port in use is logged, not fatal.
+    pub fn spawn_dns(self: &Arc<Self>) {
+        let port = self.config.dns_port;
+        if port == 0 {
+            return;
+        }
+        let d = self.clone();
+        tokio::spawn(async move {
+            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+            let sock = match tokio::net::UdpSocket::bind(addr).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("no .vm names: cannot listen on {addr}/udp: {e}");
+                    return;
+                }
+            };
+            tracing::info!(%addr, "answering DNS for .vm");
+            let mut buf = vec![0u8; 1500];
+            loop {
+                let Ok((n, from)) = sock.recv_from(&mut buf).await else { continue };
+                if let Some(reply) = d.answer_dns(&buf[..n]) {
+                    let _ = sock.send_to(&reply, from).await;
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hickory_proto::op::{Message, Query};
+    use hickory_proto::rr::{Name, RecordType};
+
+    /// A query packet, as a resolver would send it.
+    pub fn query(name: &str, t: RecordType) -> Vec<u8> {
+        let mut m = Message::query();
+        m.metadata.id = 7;
+        m.add_query(Query::query(Name::from_ascii(name).unwrap(), t));
+        m.to_vec().unwrap()
+    }
+
+    #[test]
+    fn query_packets_round_trip() {
+        let q = Message::from_vec(&query("web.vm.", RecordType::A)).unwrap();
+        assert_eq!(q.queries[0].name().to_ascii(), "web.vm.");
+    }
+}
