@@ -61,13 +61,16 @@ pub fn pool_tap_name(k: usize) -> String {
 
 /// Whether `name` is one of the pool's taps.
 pub fn is_pool_tap(name: &str) -> bool {
-    name.strip_prefix(POOL_PREFIX).is_some_and(|n| !n.is_empty() && n.len() <= 3 && n.bytes().all(|b| b.is_ascii_digit()))
+    name.strip_prefix(POOL_PREFIX)
+        .is_some_and(|n| !n.is_empty() && n.len() <= 3 && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The pool taps that exist now.
 pub fn list_pool_taps() -> Vec<String> {
     std::fs::read_dir("/sys/class/net")
-        .map(|d| d.flatten().filter_map(|e| e.file_name().into_string().ok()).filter(|n| is_pool_tap(n)).collect())
+        .map(|d| {
+            d.flatten().filter_map(|e| e.file_name().into_string().ok()).filter(|n| is_pool_tap(n)).collect()
+        })
         .unwrap_or_default()
 }
 

@@ -166,8 +166,11 @@ fn tap_pool_stays_warm_and_never_leaks() {
     assert!(e.ok(&["vm", "exec", "p2", "--", "true"]).code == 0);
     assert_eq!(wait_pool(&e, 5).len(), 5, "4 free + 1 in use: {:?}", e.links());
     // A daemon crash: the new daemon keeps p2's tap and re-adopts the rest.
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(e.daemon_pid().unwrap()), nix::sys::signal::Signal::SIGKILL)
-        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(e.daemon_pid().unwrap()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     e.ok(&["ps"]);
     assert_eq!(e.vm("p2")["runtime"]["tap"], tap.as_str());
     assert_eq!(wait_pool(&e, 5).len(), 5, "{:?}", e.links());
@@ -223,8 +226,11 @@ fn vm_names_resolve_while_running() {
     assert_eq!(resolve(&e, "other.vm.").0, "NXDomain");
     assert_eq!(resolve(&e, "example.com.").0, "Refused");
     // A new daemon answers the same at once.
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(e.daemon_pid().unwrap()), nix::sys::signal::Signal::SIGKILL)
-        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(e.daemon_pid().unwrap()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     e.ok(&["ps"]);
     assert_eq!(resolve(&e, "named.vm.").1, vec![ip]);
     // Stopped: the name is gone.

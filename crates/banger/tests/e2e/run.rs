@@ -56,7 +56,10 @@ fn run_modes_exit_codes_and_rm() {
     assert_eq!(std::fs::read_dir(e.dir.path().join("state/banger/vms")).unwrap().count(), 0);
     // No VM's own tap is left; only the warm pool (bgpool*) stays.
     let links = e.links();
-    assert!(!links.iter().any(|l| l.starts_with("bg") && !l.starts_with("bgpool")), "a tap was left: {links:?}");
+    assert!(
+        !links.iter().any(|l| l.starts_with("bg") && !l.starts_with("bgpool")),
+        "a tap was left: {links:?}"
+    );
     assert!(links.iter().filter(|l| l.starts_with("bgpool")).count() <= 4, "the pool grew: {links:?}");
     assert!(processes_mentioning(&e.dir.path().display().to_string()).is_empty());
     // A bare shell reads its commands from a non-terminal stdin.

@@ -79,6 +79,10 @@ impl Runtime {
     }
 }
 
+/// What banger-init prints on the console once the root is assembled, just
+/// before it starts the agent.
+const GUEST_READY_LINE: &str = "banger-init: root ready";
+
 fn handles_path(vm_dir: &Path) -> PathBuf {
     vm_dir.join("handles.json")
 }
@@ -453,7 +457,23 @@ impl Daemon {
     /// wedge vhost-device-vsock — and a fresh attempt starts.
     async fn wait_for_agent(&self, vm: &VmRecord, rt: &Runtime, deadline: Instant) -> Result<Health> {
         let uds = rt.handles.vsock_uds.clone();
+        let console = rt.handles.console_log.clone();
         let attempt = async {
+            // No probe before banger-init says the root is up: by then every
+            // guest driver, virtio-vsock included, has probed. A request that
+            // reaches vhost-device-vsock earlier, while the guest side is not
+            // there yet, can stay unanswered for good (seen on loaded hosts).
+            let mut seen = 0usize;
+            loop {
+                let text = tokio::fs::read(&console).await.unwrap_or_default();
+                if text.len() != seen {
+                    seen = text.len();
+                    if String::from_utf8_lossy(&text).contains(GUEST_READY_LINE) {
+                        break;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
             loop {
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 let uds2 = uds.clone();

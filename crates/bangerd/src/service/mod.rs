@@ -26,11 +26,11 @@ pub mod kernels;
 pub mod lifecycle;
 pub mod logs;
 pub mod names;
-pub mod taps;
 pub mod nat;
 pub mod progress;
 pub mod pull;
 pub mod registry;
+pub mod taps;
 pub mod vms;
 
 pub use progress::Progress;

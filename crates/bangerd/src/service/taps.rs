@@ -10,7 +10,11 @@ use std::sync::Arc;
 
 impl Daemon {
     fn bridge(&self) -> banger_net::Bridge {
-        banger_net::Bridge { name: self.config.bridge.clone(), net: self.config.cidr, gateway: self.config.gateway() }
+        banger_net::Bridge {
+            name: self.config.bridge.clone(),
+            net: self.config.cidr,
+            gateway: self.config.gateway(),
+        }
     }
 
     /// A ready pool tap, if there is one.
