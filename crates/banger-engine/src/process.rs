@@ -107,6 +107,34 @@ pub async fn wait_for_path(path: &Path, p: &ProcessRef, timeout: std::time::Dura
     }
 }
 
+/// Like [`wait_for_path`] for a Unix socket served by `p`, and then until a
+/// connection is accepted: the file appears at bind(), a moment before the
+/// server's listen(), and a client in between is refused. Only for servers
+/// that take a probe connection in their stride (an HTTP API, QMP).
+pub async fn wait_for_listener(
+    path: &Path,
+    p: &ProcessRef,
+    timeout: std::time::Duration,
+) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + timeout;
+    wait_for_path(path, p, timeout).await?;
+    loop {
+        match tokio::net::UnixStream::connect(path).await {
+            Ok(_) => return Ok(()),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::ConnectionRefused
+                    && std::time::Instant::now() < deadline =>
+            {
+                if !alive(p) {
+                    return Err(format!("{} exited before listening on {}", p.name, path.display()));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+            Err(e) => return Err(format!("cannot connect to {}: {e}", path.display())),
+        }
+    }
+}
+
 /// The last `n` lines of a log file, for error messages.
 pub fn tail(path: &Path, n: usize) -> String {
     let text = std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();

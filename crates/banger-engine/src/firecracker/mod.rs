@@ -10,7 +10,7 @@
 
 pub mod api;
 
-use crate::process::{spawn_detached, tail, wait_for_path};
+use crate::process::{spawn_detached, tail, wait_for_listener};
 use crate::{Accel, Engine, EngineError, EngineKind, Handles, VmSpec};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -142,7 +142,7 @@ impl Firecracker {
             console_log: console.clone(),
             started_at_ms: crate::now_ms(),
         };
-        if let Err(e) = wait_for_path(&api, &vmm, self.startup_timeout).await {
+        if let Err(e) = wait_for_listener(&api, &vmm, self.startup_timeout).await {
             self.kill(&handles);
             return Err(EngineError::Launch(format!(
                 "firecracker failed to start ({e}): {}",
