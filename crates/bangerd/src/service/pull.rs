@@ -129,12 +129,7 @@ impl Daemon {
         }
         let Some((url, sha)) = &e.bundle else {
             drop(_guard);
-            return self.build_instead(Kind::Kernel, e, "no bundle is published for it", progress).await.map(
-                |r| match r {
-                    Built::Kernel(k) => k,
-                    Built::Image(_) => unreachable!("asked for a kernel"),
-                },
-            );
+            return self.build_kernel_instead(e, "no bundle is published for it", progress).await;
         };
         let file = match self.download(url, sha, e.size_bytes, &format!("kernel {}", e.name), progress).await
         {
@@ -142,10 +137,7 @@ impl Daemon {
             Err(err) if e.buildable && err.code == banger_api::ErrorCode::Unavailable => {
                 drop(_guard);
                 let why = format!("its bundle cannot be fetched ({})", err.message);
-                return match self.build_instead(Kind::Kernel, e, &why, progress).await? {
-                    Built::Kernel(k) => Ok(k),
-                    Built::Image(_) => unreachable!("asked for a kernel"),
-                };
+                return self.build_kernel_instead(e, &why, progress).await;
             }
             Err(err) => return Err(err),
         };
@@ -207,13 +199,7 @@ impl Daemon {
         }
         let Some((url, sha)) = e.bundle.clone() else {
             drop(guard);
-            return match self
-                .build_instead(Kind::Image, &e, "no bundle is published for it", progress)
-                .await?
-            {
-                Built::Image(i) => Ok(i),
-                Built::Kernel(_) => unreachable!("asked for an image"),
-            };
+            return self.build_image_instead(&e, "no bundle is published for it", progress).await;
         };
         let file = match self.download(&url, &sha, e.size_bytes, &format!("image {}", e.name), progress).await
         {
@@ -221,10 +207,7 @@ impl Daemon {
             Err(err) if e.buildable && err.code == banger_api::ErrorCode::Unavailable && name == e.name => {
                 drop(guard);
                 let why = format!("its bundle cannot be fetched ({})", err.message);
-                return match self.build_instead(Kind::Image, &e, &why, progress).await? {
-                    Built::Image(i) => Ok(i),
-                    Built::Kernel(_) => unreachable!("asked for an image"),
-                };
+                return self.build_image_instead(&e, &why, progress).await;
             }
             Err(err) => return Err(err),
         };
@@ -268,54 +251,49 @@ impl Daemon {
         self.record_image(&id, name, &kernel_name, staged, &format!("catalog:{}", e.origin), Some(manifest))
     }
 
-    /// Builds a catalog entry locally, saying why.
-    async fn build_instead(
+    /// Refuses a local build of an entry that is not marked buildable.
+    fn check_buildable(kind: Kind, e: &catalog::Entry, why: &str) -> Result<()> {
+        if e.buildable {
+            return Ok(());
+        }
+        Err(ApiError::unavailable(format!("{} {} cannot be pulled: {why}", kind.as_str(), e.name)))
+    }
+
+    /// Builds a catalog kernel locally, saying why.
+    async fn build_kernel_instead(
         self: &Arc<Self>,
-        kind: Kind,
         e: &catalog::Entry,
         why: &str,
         progress: &Progress,
-    ) -> Result<Built> {
-        if !e.buildable {
-            return Err(ApiError::unavailable(format!(
-                "{} {} cannot be pulled: {why}",
-                kind.as_str(),
-                e.name
-            )));
+    ) -> Result<Kernel> {
+        Self::check_buildable(Kind::Kernel, e, why)?;
+        progress.phase(
+            "build",
+            format!("kernel {}: {why}; building it here instead (about 12 minutes on 2 cores)", e.name),
+        );
+        let _guard = self.name_locks.lock(&format!("kernel-build/{}", e.name)).await;
+        if let Some(k) = self.store.get_kernel(&e.name).map_err(store_err)? {
+            return Ok(super::kernels::to_api(&k));
         }
-        match kind {
-            Kind::Kernel => {
-                progress.phase(
-                    "build",
-                    format!(
-                        "kernel {}: {why}; building it here instead (about 12 minutes on 2 cores)",
-                        e.name
-                    ),
-                );
-                let req = BuildKernelRequest { name: Some(e.name.clone()) };
-                let _guard = self.name_locks.lock(&format!("kernel-build/{}", e.name)).await;
-                if let Some(k) = self.store.get_kernel(&e.name).map_err(store_err)? {
-                    return Ok(Built::Kernel(super::kernels::to_api(&k)));
-                }
-                Ok(Built::Kernel(self.build_kernel(req, progress).await?))
-            }
-            Kind::Image => {
-                progress.phase(
-                    "build",
-                    format!("image {}: {why}; building it here instead (about 2 minutes)", e.name),
-                );
-                let req = BuildImageRequest {
-                    name: Some(e.name.clone()),
-                    size_mib: None,
-                    kernel: e.kernel.clone(),
-                };
-                let _guard = self.name_locks.lock(&format!("image-build/{}", e.name)).await;
-                if let Some(i) = self.store.get_image_by_name(&e.name).map_err(store_err)? {
-                    return Ok(Built::Image(super::images::to_api(&i)));
-                }
-                Ok(Built::Image(self.build_image(req, progress).await?))
-            }
+        self.build_kernel(BuildKernelRequest { name: Some(e.name.clone()) }, progress).await
+    }
+
+    /// Builds a catalog image locally, saying why.
+    async fn build_image_instead(
+        self: &Arc<Self>,
+        e: &catalog::Entry,
+        why: &str,
+        progress: &Progress,
+    ) -> Result<Image> {
+        Self::check_buildable(Kind::Image, e, why)?;
+        progress
+            .phase("build", format!("image {}: {why}; building it here instead (about 2 minutes)", e.name));
+        let _guard = self.name_locks.lock(&format!("image-build/{}", e.name)).await;
+        if let Some(i) = self.store.get_image_by_name(&e.name).map_err(store_err)? {
+            return Ok(super::images::to_api(&i));
         }
+        let req = BuildImageRequest { name: Some(e.name.clone()), size_mib: None, kernel: e.kernel.clone() };
+        self.build_image(req, progress).await
     }
 
     /// The default image (and its kernel) for `vm create`, pulled or built
@@ -441,8 +419,6 @@ impl Daemon {
     /// `POST /v1/images/{image}/bundle`.
     pub async fn bundle_image(&self, reference: &str, req: BundleRequest) -> Result<Bundle> {
         let img = self.image_record(reference)?;
-        let out = output_path(&req.output)?;
-        let scratch = self.paths.cache_dir.join("unpack").join(new_id());
         let manifest = serde_json::json!({
             "name": img.name,
             "kernel": img.kernel,
@@ -450,53 +426,42 @@ impl Daemon {
             "source": img.source,
             "manifest": img.manifest,
         });
-        let rootfs = PathBuf::from(&img.rootfs_path);
-        let (out2, scratch2) = (out.clone(), scratch.clone());
-        let written = tokio::task::spawn_blocking(move || {
-            std::fs::create_dir_all(&scratch2)?;
-            let m = scratch2.join("manifest.json");
-            std::fs::write(&m, serde_json::to_vec_pretty(&manifest)?)?;
-            bundle::write(&out2, &[("rootfs.ext4", &rootfs), ("manifest.json", &m)])
-        })
-        .await
-        .or_internal(|| "bundle task".into())?;
-        let _ = std::fs::remove_dir_all(&scratch);
-        let w = written.or_internal(|| format!("Cannot write the bundle {}", out.display()))?;
-        let url =
-            req.url.unwrap_or_else(|| out.file_name().unwrap_or_default().to_string_lossy().into_owned());
-        Ok(Bundle {
-            path: out.display().to_string(),
-            catalog_entry: catalog::entry_toml(
-                Kind::Image,
-                &img.name,
-                &url,
-                &w.sha256,
-                w.size_bytes,
-                Some(&img.kernel),
-            ),
-            sha256: w.sha256,
-            size_bytes: w.size_bytes,
-        })
+        let members = vec![("rootfs.ext4", PathBuf::from(&img.rootfs_path))];
+        self.write_bundle(req, Kind::Image, &img.name, Some(&img.kernel), manifest, members).await
     }
 
     /// `POST /v1/kernels/{name}/bundle`.
     pub async fn bundle_kernel(&self, name: &str, req: BundleRequest) -> Result<Bundle> {
         let k = self.kernel_record(name)?;
+        let manifest = serde_json::json!({ "name": k.name, "sha256": k.sha256, "source": k.source });
+        let mut members = vec![("vmlinux", PathBuf::from(&k.vmlinux_path))];
+        if let Some(i) = &k.initrd_path {
+            members.push(("initrd", PathBuf::from(i)));
+        }
+        self.write_bundle(req, Kind::Kernel, &k.name, None, manifest, members).await
+    }
+
+    /// Writes `members` plus `manifest.json` as a bundle at `req.output` and
+    /// returns it with the catalog entry that serves it.
+    async fn write_bundle(
+        &self,
+        req: BundleRequest,
+        kind: Kind,
+        name: &str,
+        kernel: Option<&str>,
+        manifest: serde_json::Value,
+        members: Vec<(&'static str, PathBuf)>,
+    ) -> Result<Bundle> {
         let out = output_path(&req.output)?;
         let scratch = self.paths.cache_dir.join("unpack").join(new_id());
-        let manifest = serde_json::json!({ "name": k.name, "sha256": k.sha256, "source": k.source });
         let (out2, scratch2) = (out.clone(), scratch.clone());
-        let (vmlinux, initrd) = (PathBuf::from(&k.vmlinux_path), k.initrd_path.clone().map(PathBuf::from));
         let written = tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&scratch2)?;
             let m = scratch2.join("manifest.json");
             std::fs::write(&m, serde_json::to_vec_pretty(&manifest)?)?;
-            let mut members: Vec<(&str, &Path)> = vec![("vmlinux", &vmlinux)];
-            if let Some(i) = &initrd {
-                members.push(("initrd", i));
-            }
-            members.push(("manifest.json", &m));
-            bundle::write(&out2, &members)
+            let mut all: Vec<(&str, &Path)> = members.iter().map(|(n, p)| (*n, p.as_path())).collect();
+            all.push(("manifest.json", &m));
+            bundle::write(&out2, &all)
         })
         .await
         .or_internal(|| "bundle task".into())?;
@@ -506,7 +471,7 @@ impl Daemon {
             req.url.unwrap_or_else(|| out.file_name().unwrap_or_default().to_string_lossy().into_owned());
         Ok(Bundle {
             path: out.display().to_string(),
-            catalog_entry: catalog::entry_toml(Kind::Kernel, &k.name, &url, &w.sha256, w.size_bytes, None),
+            catalog_entry: catalog::entry_toml(kind, name, &url, &w.sha256, w.size_bytes, kernel),
             sha256: w.sha256,
             size_bytes: w.size_bytes,
         })
@@ -680,11 +645,6 @@ impl Daemon {
         .await
         .or_internal(|| "prune task".into())
     }
-}
-
-enum Built {
-    Image(Image),
-    Kernel(Kernel),
 }
 
 async fn hash_file(p: &Path) -> Result<String> {

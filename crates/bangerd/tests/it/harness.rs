@@ -29,6 +29,24 @@ pub fn fake_agent(dir: &std::path::Path) -> std::path::PathBuf {
     p
 }
 
+/// A minimal x86-64 ELF "vmlinux" (`dir/vmlinux`): enough for the kernel
+/// checks, never booted.
+pub fn fake_vmlinux(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut elf = vec![0u8; 4096];
+    elf[..4].copy_from_slice(b"\x7fELF");
+    elf[4] = 2;
+    elf[16] = 2;
+    elf[18] = 62;
+    let p = dir.join("vmlinux");
+    std::fs::write(&p, elf).unwrap();
+    p
+}
+
+/// Whether the e2fsprogs tools the image code runs are installed.
+pub fn e2fsprogs() -> bool {
+    banger_image::ext4::tool("mkfs.ext4").is_ok() && banger_image::ext4::tool("debugfs").is_ok()
+}
+
 impl TestDaemon {
     pub async fn start() -> TestDaemon {
         Self::start_with(|_| {}).await

@@ -1,22 +1,7 @@
 //! Kernel import and image register with real files.
 
-use crate::harness::TestDaemon;
+use crate::harness::{e2fsprogs, fake_vmlinux, TestDaemon};
 use banger_api::{ErrorCode, ImportKernelRequest, RegisterImageRequest};
-
-fn fake_vmlinux(dir: &std::path::Path) -> std::path::PathBuf {
-    let mut elf = vec![0u8; 4096];
-    elf[..4].copy_from_slice(b"\x7fELF");
-    elf[4] = 2;
-    elf[16] = 2;
-    elf[18] = 62;
-    let p = dir.join("vmlinux");
-    std::fs::write(&p, elf).unwrap();
-    p
-}
-
-fn e2fsprogs() -> bool {
-    banger_image::ext4::tool("mkfs.ext4").is_ok() && banger_image::ext4::tool("debugfs").is_ok()
-}
 
 #[tokio::test]
 async fn kernel_import_show_rm() {

@@ -2,7 +2,7 @@
 //! resumed), slow (concurrent pulls coalesce), hostile bundles; bundles made
 //! by `image bundle` / `kernel bundle` round-trip through a catalog.
 
-use crate::harness::TestDaemon;
+use crate::harness::{e2fsprogs, fake_vmlinux, TestDaemon};
 use axum::body::Body;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -11,7 +11,7 @@ use banger_api::{BundleRequest, ErrorCode, ImportKernelRequest, PullImageRequest
 use bangerd::config::CatalogSource;
 use bangerd::service::Progress;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -91,18 +91,6 @@ async fn start_server(files: Shared) -> String {
     format!("http://{addr}/b")
 }
 
-fn fake_vmlinux(dir: &Path) -> PathBuf {
-    let mut elf = vec![0u8; 8192];
-    elf[..4].copy_from_slice(b"\x7fELF");
-    elf[4] = 2;
-    elf[16] = 2;
-    elf[18] = 62;
-    elf[4096..4100].copy_from_slice(b"kern");
-    let p = dir.join("vmlinux-src");
-    std::fs::write(&p, elf).unwrap();
-    p
-}
-
 /// An image bundle and a kernel bundle made with the real commands on a
 /// throwaway daemon.
 async fn make_bundles(out: &Path) -> ((Vec<u8>, String), (Vec<u8>, String)) {
@@ -151,10 +139,6 @@ async fn make_bundles(out: &Path) -> ((Vec<u8>, String), (Vec<u8>, String)) {
         (std::fs::read(out.join("img.tar.zst")).unwrap(), ib.sha256),
         (std::fs::read(out.join("k.tar.zst")).unwrap(), kb.sha256),
     )
-}
-
-fn e2fsprogs() -> bool {
-    banger_image::ext4::tool("mkfs.ext4").is_ok() && banger_image::ext4::tool("debugfs").is_ok()
 }
 
 /// Nothing but published entries in the store's image dir.
