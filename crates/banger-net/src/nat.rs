@@ -62,14 +62,18 @@ pub fn table_exists() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Whether `nft` can be run at all.
+/// Whether `nft` can be run at all (asked once per process: this is on
+/// every VM start and stop).
 pub fn available() -> bool {
-    Command::new("nft")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        Command::new("nft")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
 }
 
 /// Makes the rules match: none at all while no VM runs (`any_running`
