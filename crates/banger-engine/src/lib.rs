@@ -198,7 +198,7 @@ pub trait Engine {
     /// Kills the engine and its helpers now.
     fn kill(&self, h: &Handles) {
         for p in std::iter::once(&h.vmm).chain(&h.helpers) {
-            process::kill(p, nix::sys::signal::Signal::SIGKILL);
+            let _ = process::kill(p, nix::sys::signal::Signal::SIGKILL);
         }
     }
 

@@ -58,11 +58,13 @@ pub fn cmdline_contains(p: &ProcessRef, needle: &str) -> bool {
             .unwrap_or(false)
 }
 
-/// Sends `sig` to `p` if it is still the same process.
-pub fn kill(p: &ProcessRef, sig: nix::sys::signal::Signal) {
+/// Sends `sig` to `p` if it is still the same process. `EPERM` means it
+/// belongs to another uid (an engine a root daemon started).
+pub fn kill(p: &ProcessRef, sig: nix::sys::signal::Signal) -> nix::Result<()> {
     if alive(p) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.pid as i32), sig);
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.pid as i32), sig)?;
     }
+    Ok(())
 }
 
 /// Resolves when `p` exits. Works for processes that are not our children

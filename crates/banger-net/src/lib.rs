@@ -141,6 +141,16 @@ impl Bridge {
     }
 }
 
+/// Deletes the bridge (its address and route go with it); a missing one is
+/// not an error.
+pub fn delete_bridge(name: &str) -> anyhow::Result<()> {
+    check_ifname(name)?;
+    if !Path::new("/sys/class/net").join(name).join("bridge").exists() {
+        return Ok(());
+    }
+    ip(&["link", "del", name]).with_context(|| format!("Cannot delete bridge {name}"))
+}
+
 /// Deletes a banger tap; a missing one is not an error.
 pub fn delete_tap(name: &str) -> anyhow::Result<()> {
     check_ifname(name)?;

@@ -10,7 +10,7 @@ use http::{header, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// How long to wait for a freshly started daemon to answer.
@@ -37,8 +37,18 @@ impl Client {
     /// daemon as needed.
     pub async fn connect(paths: Paths) -> anyhow::Result<Client> {
         let c = Client::new(paths);
+        let service = c.paths.runtime_dir == Path::new(bangerd::paths::SYSTEM_RUNTIME_DIR);
         match c.probe_patiently().await? {
             Reach::Up(info) if info.build_id == banger_api::build_id() && !rebuilt(&info) => return Ok(c),
+            // A service daemon is systemd's to restart, not ours.
+            Reach::Up(info) if service => {
+                eprintln!(
+                    "banger: bangerd.service runs build {}, this CLI is {}; restart it with `sudo systemctl restart bangerd`",
+                    info.build_id,
+                    banger_api::build_id()
+                );
+                return Ok(c);
+            }
             Reach::Up(info) if info.build_id == banger_api::build_id() => {
                 eprintln!(
                     "banger: replacing daemon (pid {}): {} was rebuilt since it started",
@@ -106,6 +116,14 @@ impl Client {
     }
 
     async fn start_daemon(&self) -> anyhow::Result<()> {
+        if self.paths.runtime_dir == Path::new(bangerd::paths::SYSTEM_RUNTIME_DIR) {
+            // Installed as a service: systemd starts it, not us.
+            let msg =
+                format!("bangerd.service is not running (no socket at {})", self.paths.socket().display());
+            return Err(ApiError::unavailable(msg)
+                .with_hint("start it with `sudo systemctl start bangerd-root bangerd`; `banger system status` shows both")
+                .into());
+        }
         let bin = daemon_binary().context(
             "Cannot find the bangerd binary (looked next to banger, in $BANGER_DAEMON_BIN and on PATH)",
         )?;
@@ -344,7 +362,7 @@ fn rebuilt(info: &DaemonInfo) -> bool {
 }
 
 /// `$BANGER_DAEMON_BIN`, `bangerd` next to this binary, or on PATH.
-fn daemon_binary() -> Option<PathBuf> {
+pub(crate) fn daemon_binary() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("BANGER_DAEMON_BIN").filter(|p| !p.is_empty()) {
         return Some(PathBuf::from(p));
     }

@@ -456,6 +456,12 @@ fn check_bridge_name(name: &str) -> Result<(), String> {
     if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
         return Err(format!("{name:?} may only contain letters, digits, '-' and '_'"));
     }
+    if !name.starts_with(crate::privileged::BRIDGE_PREFIX) {
+        return Err(format!(
+            "{name:?} must start with {:?}: banger only touches interfaces named as its own",
+            crate::privileged::BRIDGE_PREFIX
+        ));
+    }
     Ok(())
 }
 

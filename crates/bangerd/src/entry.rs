@@ -13,13 +13,25 @@ pub fn main() {
         println!("bangerd {}", banger_api::build_id());
         return;
     }
+    if args.first().is_some_and(|a| a == "root-helper") {
+        init_logging();
+        if let Err(e) = crate::helper::main(&args[1..]) {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!(
             "bangerd: the banger daemon (one per user).\n\n\
-             Usage: bangerd [--version]\n\n\
+             Usage: bangerd [--version]\n\
+             \x20      bangerd root-helper [--install-file PATH] [--socket PATH]\n\n\
              The banger CLI starts it on first use. It serves its API on\n\
              $XDG_RUNTIME_DIR/banger/bangerd.sock and keeps its state under\n\
-             $XDG_STATE_HOME/banger. Set RUST_LOG=debug for more detail."
+             $XDG_STATE_HOME/banger. Set RUST_LOG=debug for more detail.\n\n\
+             `root-helper` is the small root process that `banger system install`\n\
+             sets up (bangerd-root.service): it does the daemon's privileged\n\
+             network work, for banger's owner only, within the install file's policy."
         );
         return;
     }
@@ -27,11 +39,7 @@ pub fn main() {
         eprintln!("error: unexpected argument {bad:?}\nhint: run `bangerd --help`");
         std::process::exit(2);
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    init_logging();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -43,6 +51,14 @@ pub fn main() {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
+}
+
+fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
 }
 
 async fn run() -> anyhow::Result<()> {

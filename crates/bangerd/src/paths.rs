@@ -9,7 +9,9 @@
 //! $XDG_STATE_HOME/banger/   banger.db, bangerd.log, vms/<id>/, images/<id>/, kernels/<name>/, ssh/
 //! $XDG_CACHE_HOME/banger/   build trees, downloads, OCI blobs
 //! $XDG_RUNTIME_DIR/banger/  bangerd.sock, bangerd.lock, vms/<id>/ (engine sockets)
-//!                           (fallback: /tmp/banger-<uid>/)
+//!                           (fallback: /tmp/banger-<uid>/; `BANGER_RUNTIME_DIR`
+//!                           overrides; /run/banger when `banger system install`
+//!                           installed banger for this user)
 //! ```
 
 use anyhow::{bail, Context};
@@ -42,8 +44,13 @@ impl Paths {
                 _ => Ok(home()?.join(fallback).join("banger")),
             }
         };
-        let runtime_dir = match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
-            Some(p) if Path::new(&p).is_absolute() => PathBuf::from(p).join("banger"),
+        let explicit = std::env::var_os("BANGER_RUNTIME_DIR").filter(|v| !v.is_empty()).map(PathBuf::from);
+        let runtime_dir = match (explicit, std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty())) {
+            (Some(p), _) if p.is_absolute() => p,
+            // Installed with `banger system install` for this user: the
+            // daemon runs as bangerd.service with its socket in /run/banger.
+            _ if system_install_for_me() => PathBuf::from(SYSTEM_RUNTIME_DIR),
+            (_, Some(p)) if Path::new(&p).is_absolute() => PathBuf::from(p).join("banger"),
             _ => PathBuf::from(format!("/tmp/banger-{}", nix::unistd::getuid())),
         };
         Ok(Paths {
@@ -102,6 +109,17 @@ impl Paths {
         }
         ensure_private_dir(&self.runtime_dir)
     }
+}
+
+/// The runtime dir of a system-installed daemon (bangerd.service's
+/// `RuntimeDirectory=banger`).
+pub const SYSTEM_RUNTIME_DIR: &str = "/run/banger";
+
+/// Whether `banger system install` installed banger for the current user
+/// (its install file names our uid).
+pub fn system_install_for_me() -> bool {
+    crate::helper::InstallFile::load(Path::new(crate::helper::INSTALL_FILE))
+        .is_ok_and(|f| f.uid == nix::unistd::getuid().as_raw())
 }
 
 /// Creates `dir` with mode 0700 if missing, then checks that it is a real

@@ -136,7 +136,7 @@ impl Engine for Qemu {
                 EngineError::Launch(format!("Cannot start {}: {e}", self.vhost_vsock_bin.display()))
             })?;
         if let Err(e) = wait_for_path(&vhost_sock, &backend_ref, Duration::from_secs(10)).await {
-            process::kill(&backend_ref, nix::sys::signal::Signal::SIGKILL);
+            let _ = process::kill(&backend_ref, nix::sys::signal::Signal::SIGKILL);
             return Err(EngineError::Launch(format!("{e}: {}", tail(&backend_log, 3))));
         }
 
@@ -146,7 +146,7 @@ impl Engine for Qemu {
         let (_qemu_child, qemu_ref) = match spawn_detached(&mut qemu, &qemu_log, "qemu") {
             Ok(x) => x,
             Err(e) => {
-                process::kill(&backend_ref, nix::sys::signal::Signal::SIGKILL);
+                let _ = process::kill(&backend_ref, nix::sys::signal::Signal::SIGKILL);
                 return Err(EngineError::Launch(format!("Cannot start {}: {e}", self.qemu_bin.display())));
             }
         };

@@ -11,6 +11,7 @@ mod image;
 mod kernel;
 mod run;
 mod ssh;
+mod system;
 mod vm;
 mod workspace;
 
@@ -73,6 +74,9 @@ enum Cmd {
     Doctor(JsonFlag),
     /// Print the version and commit of this build
     Version(JsonFlag),
+    /// Install banger as system services: the daemon as a user plus a small root helper
+    #[command(subcommand)]
+    System(system::SystemCmd),
     /// Print a shell completion script (with live VM, image and kernel names)
     Completion(completion::CompletionArgs),
 }
@@ -100,6 +104,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     let paths = Paths::from_env()?;
     match cli.cmd {
         Cmd::Completion(a) => completion::run(a),
+        Cmd::System(c) => system::run(c).await,
         Cmd::Version(f) => {
             if f.json {
                 output::json(&serde_json::json!({

@@ -28,6 +28,55 @@ fn check(name: &str, level: Level, detail: impl Into<String>, hint: Option<&str>
 }
 
 impl Daemon {
+    /// Who does the privileged network work: this daemon as root, or the
+    /// root helper (socket owned by us, 0600, in a root-owned 0711 dir, and
+    /// answering).
+    fn privileges_check(&self) -> Check {
+        use crate::privileged::{PrivOps, Request};
+        let name = "privileges";
+        let sock = match &self.privops {
+            PrivOps::InProcess(_) => {
+                return check(name, Level::Pass, "the daemon runs as root: network work in-process", None)
+            }
+            PrivOps::Helper(s) => s,
+        };
+        let me = nix::unistd::getuid().as_raw();
+        let dir = sock.parent().unwrap_or(Path::new("/"));
+        let (Ok(d), Ok(s)) = (std::fs::metadata(dir), std::fs::metadata(sock)) else {
+            return check(
+                name,
+                Level::Warn,
+                format!("no root helper at {}: VMs get no network, NAT is unavailable", sock.display()),
+                Some("install the services with `sudo banger system install --owner $USER`"),
+            );
+        };
+        let (dmode, smode) = (d.permissions().mode() & 0o777, s.permissions().mode() & 0o777);
+        if d.uid() != 0 || dmode != 0o711 || s.uid() != me || smode != 0o600 {
+            return check(
+                name,
+                Level::Fail,
+                format!(
+                    "{}: dir uid {} mode {dmode:o}, socket uid {} mode {smode:o} (want 0/711 and {me}/600)",
+                    sock.display(),
+                    d.uid(),
+                    s.uid()
+                ),
+                Some("restart the helper (`sudo systemctl restart bangerd-root`); it recreates both"),
+            );
+        }
+        match self.privops.call(&Request::Ping) {
+            Ok(detail) => {
+                check(name, Level::Pass, format!("root helper at {}: {detail}", sock.display()), None)
+            }
+            Err(e) => check(
+                name,
+                Level::Fail,
+                format!("{e:#}"),
+                Some("see `banger system status` and `journalctl -u bangerd-root`"),
+            ),
+        }
+    }
+
     /// Runs every check. Nothing here changes the host.
     pub fn doctor(&self) -> Vec<Check> {
         let mut out = Vec::new();
@@ -209,6 +258,8 @@ impl Daemon {
             ),
             _ => check("daemon socket", Level::Fail, format!("{} missing", sock.display()), None),
         });
+
+        out.push(self.privileges_check());
 
         let ssh_config = std::env::var_os("HOME").map(|h| Path::new(&h).join(".ssh/config"));
         let wired = ssh_config

@@ -376,18 +376,15 @@ impl Daemon {
     }
 
     /// Creates the VM's tap on the bridge. `None` when the daemon cannot
-    /// manage host networking (not root).
+    /// manage host networking (not root and no root helper).
     async fn attach_network(self: &Arc<Self>, vm: &VmRecord) -> Result<Option<String>> {
-        if !nix::unistd::geteuid().is_root() {
+        if !self.privops.available() {
+            tracing::info!(vm = %vm.name, "no network: {}", self.privops.unavailable_hint());
             return Ok(None);
         }
-        let bridge = banger_net::Bridge {
-            name: self.config.bridge.clone(),
-            net: self.config.cidr,
-            gateway: self.config.gateway(),
-        };
         // The bridge is checked once per daemon (and again after a failure).
-        let bridge_ready = self.bridge_ready.load(Ordering::SeqCst) && banger_net::link_exists(&bridge.name);
+        let bridge_ready =
+            self.bridge_ready.load(Ordering::SeqCst) && banger_net::link_exists(&self.config.bridge);
         if bridge_ready {
             if let Some(tap) = self.take_pool_tap() {
                 self.refill_taps();
@@ -395,20 +392,18 @@ impl Daemon {
             }
         }
         let tap = banger_net::tap_name(&vm.id);
-        let t = tap.clone();
-        let flag = self.clone_bridge_flag();
+        let (d, t) = (self.clone(), tap.clone());
         tokio::task::spawn_blocking(move || {
             if !bridge_ready {
-                bridge.ensure()?;
-                flag.store(true, Ordering::SeqCst);
+                d.ensure_bridge_blocking()?;
             }
-            bridge.add_tap(&t, nix::unistd::getuid().as_raw())
+            d.create_tap_blocking(&t)
         })
         .await
         .map_err(|e| ApiError::internal(format!("network task: {e}")))?
         .map_err(|e| {
             ApiError::unavailable(format!("Cannot set up the network of VM {:?}: {e:#}", vm.name))
-                .with_hint("check that /dev/net/tun exists and that iproute2 is installed")
+                .with_hint("check that /dev/net/tun exists and that iproute2 is installed (`banger doctor`)")
         })?;
         self.refill_taps();
         Ok(Some(tap))
@@ -558,7 +553,7 @@ impl Daemon {
             rt.cancelled.store(true, Ordering::SeqCst);
             rt.expected_exit.store(true, Ordering::SeqCst);
             for p in std::iter::once(&rt.handles.vmm).chain(&rt.handles.helpers) {
-                process::kill(p, nix::sys::signal::Signal::SIGKILL);
+                let _ = process::kill(p, nix::sys::signal::Signal::SIGKILL);
             }
             tracing::info!(vm = %vm.name, "cancelling the boot in progress");
         }
@@ -620,7 +615,7 @@ impl Daemon {
                 Some(e) => e.kill(&rt.handles),
                 None => {
                     for p in std::iter::once(&rt.handles.vmm).chain(&rt.handles.helpers) {
-                        process::kill(p, nix::sys::signal::Signal::SIGKILL);
+                        let _ = process::kill(p, nix::sys::signal::Signal::SIGKILL);
                     }
                 }
             }
@@ -655,7 +650,7 @@ impl Daemon {
         }
         if let Some(h) = handles {
             for p in std::iter::once(&h.vmm).chain(&h.helpers) {
-                process::kill(p, nix::sys::signal::Signal::SIGKILL);
+                self.kill_engine(p).await;
             }
             // Give the kernel a moment to release the tap the engine held.
             for p in std::iter::once(&h.vmm).chain(&h.helpers) {
@@ -837,14 +832,16 @@ impl Daemon {
             let rts = self.runtimes.lock().unwrap_or_else(|e| e.into_inner());
             rts.values().filter_map(|rt| rt.handles.tap.clone()).collect()
         };
-        if nix::unistd::geteuid().is_root() {
+        if self.privops.available() {
             self.adopt_pool_taps(&in_use);
-        }
-        // Taps of VMs that no longer exist.
-        let known: Vec<String> = vms.iter().map(|v| banger_net::tap_name(&v.id)).collect();
-        for tap in banger_net::list_taps() {
-            if !known.contains(&tap) {
-                let _ = banger_net::delete_tap(&tap);
+            // Taps of VMs that no longer exist.
+            let known: Vec<String> = vms.iter().map(|v| banger_net::tap_name(&v.id)).collect();
+            for tap in banger_net::list_taps() {
+                if !known.contains(&tap) {
+                    if let Err(e) = self.delete_tap_blocking(&tap) {
+                        tracing::warn!("reconcile: {e:#}");
+                    }
+                }
             }
         }
         if let Err(e) = self.sync_nat(None).await {

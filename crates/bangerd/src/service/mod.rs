@@ -83,6 +83,9 @@ pub struct Daemon {
     /// Ready taps on the bridge (see `taps`), and the one refill at a time.
     pub(crate) tap_pool: Mutex<Vec<String>>,
     pub(crate) tap_refill: tokio::sync::Mutex<()>,
+    /// Who does the privileged network work (in-process as root, else the
+    /// root helper).
+    pub privops: crate::privileged::PrivOps,
     shutdown: Notify,
 }
 
@@ -98,7 +101,19 @@ impl Daemon {
     pub fn open(paths: Paths, config: Config) -> anyhow::Result<Arc<Daemon>> {
         paths.ensure()?;
         let store = Store::open(&paths.db())?;
+        let policy = crate::privileged::Policy {
+            owner_uid: nix::unistd::getuid().as_raw(),
+            bridge: config.bridge.clone(),
+            cidr: config.cidr,
+            dirs: vec![paths.state_dir.clone(), paths.runtime_dir.clone()],
+            state_dir: paths.state_dir.clone(),
+        };
+        let helper_socket = std::env::var_os("BANGER_HELPER_SOCKET")
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| crate::privileged::DEFAULT_HELPER_SOCKET.into());
         Ok(Arc::new(Daemon {
+            privops: crate::privileged::PrivOps::new(policy, helper_socket),
             paths,
             config,
             store,
@@ -114,10 +129,6 @@ impl Daemon {
             tap_refill: tokio::sync::Mutex::new(()),
             shutdown: Notify::new(),
         }))
-    }
-
-    pub(crate) fn clone_bridge_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
-        self.bridge_ready.clone()
     }
 
     /// Asks the server to stop accepting requests and exit. Running VMs are

@@ -4,6 +4,7 @@
 
 use super::Daemon;
 use crate::error::Result;
+use crate::privileged::{PrivOps, Request};
 use banger_api::ApiError;
 use banger_store::VmRecord;
 
@@ -22,25 +23,35 @@ impl Daemon {
         }
         let nat_ips: Vec<std::net::Ipv4Addr> =
             running.iter().filter(|v| v.nat).filter_map(|v| v.guest_ip.parse().ok()).collect();
-        if !nix::unistd::geteuid().is_root() {
+        if !self.privops.available() {
             if booting.is_some_and(|b| b.nat) {
-                return Err(ApiError::unavailable("NAT needs root: the daemon runs as an ordinary user")
-                    .with_hint("run the daemon as root, or turn NAT off with `banger vm set VM --no-nat`"));
+                return Err(ApiError::unavailable("NAT needs privileges this daemon does not have")
+                    .with_hint(format!(
+                        "{}; or turn NAT off with `banger vm set VM --no-nat`",
+                        self.privops.unavailable_hint()
+                    )));
             }
             return Ok(());
         }
-        if nat_ips.is_empty() && !banger_net::nat::available() {
+        if nat_ips.is_empty()
+            && matches!(self.privops, PrivOps::InProcess(_))
+            && !banger_net::nat::available()
+        {
             return Ok(()); // nothing to do without nft, and nothing asked of it
         }
-        let bridge = self.config.bridge.clone();
-        let saved = self.paths.state_dir.join("ip_forward.saved");
-        let any = !running.is_empty();
-        tokio::task::spawn_blocking(move || banger_net::nat::apply(&bridge, any, &nat_ips, &saved))
+        let req = Request::SyncNat {
+            bridge: self.config.bridge.clone(),
+            any_running: !running.is_empty(),
+            nat_ips,
+        };
+        let ops = self.privops.clone();
+        tokio::task::spawn_blocking(move || ops.call(&req))
             .await
             .map_err(|e| ApiError::internal(format!("nat task: {e}")))?
             .map_err(|e| {
                 ApiError::unavailable(format!("{e:#}"))
                     .with_hint("install nftables (`apt-get install nftables`)")
-            })
+            })?;
+        Ok(())
     }
 }

@@ -6,14 +6,57 @@
 //! it is empty, a VM gets its own tap `bg<id>` as before.
 
 use super::Daemon;
+use crate::privileged::{EngineSignal, Request};
+use banger_engine::{process, ProcessRef};
 use std::sync::Arc;
 
 impl Daemon {
-    fn bridge(&self) -> banger_net::Bridge {
-        banger_net::Bridge {
-            name: self.config.bridge.clone(),
-            net: self.config.cidr,
-            gateway: self.config.gateway(),
+    /// Creates the bridge if needed (through [`Daemon::privops`]) and, on
+    /// systemd-resolved hosts, routes `.vm` to the daemon's DNS on it.
+    /// Blocking.
+    pub(crate) fn ensure_bridge_blocking(&self) -> anyhow::Result<()> {
+        let bridge = self.config.bridge.clone();
+        self.privops.call(&Request::EnsureBridge { bridge: bridge.clone(), cidr: self.config.cidr })?;
+        self.bridge_ready.store(true, std::sync::atomic::Ordering::SeqCst);
+        if self.config.dns_port != 0 {
+            let dns = std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, self.config.dns_port);
+            match self.privops.call(&Request::SyncResolver { bridge, dns }) {
+                Ok(detail) if !detail.is_empty() => tracing::info!("{detail}"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!("cannot route .vm names to the daemon: {e:#}"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates tap `tap` on the bridge, owned by the daemon's user. Blocking.
+    pub(crate) fn create_tap_blocking(&self, tap: &str) -> anyhow::Result<()> {
+        self.privops
+            .call(&Request::CreateTap { bridge: self.config.bridge.clone(), tap: tap.to_string() })?;
+        Ok(())
+    }
+
+    /// Deletes one of banger's taps; missing is fine. Blocking.
+    pub(crate) fn delete_tap_blocking(&self, tap: &str) -> anyhow::Result<()> {
+        if !banger_net::link_exists(tap) {
+            return Ok(());
+        }
+        self.privops.call(&Request::DeleteTap { tap: tap.to_string() })?;
+        Ok(())
+    }
+
+    /// SIGKILLs an engine process; one that belongs to another uid (left
+    /// by a daemon that ran as root) is killed through the root helper.
+    pub(crate) async fn kill_engine(&self, p: &ProcessRef) {
+        let r = process::kill(p, nix::sys::signal::Signal::SIGKILL);
+        if r == Err(nix::errno::Errno::EPERM) && self.privops.available() {
+            let (ops, pid) = (self.privops.clone(), p.pid as i32);
+            let req = Request::SignalEngine { pid, signal: EngineSignal::Kill };
+            match tokio::task::spawn_blocking(move || ops.call(&req)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!("cannot kill {} (pid {pid}): {e:#}", p.name),
+                Err(e) => tracing::warn!("kill task: {e}"),
+            }
         }
     }
 
@@ -38,12 +81,12 @@ impl Daemon {
                 return Ok(());
             }
         }
-        banger_net::delete_tap(tap)
+        self.delete_tap_blocking(tap)
     }
 
     /// Tops the pool up in the background (one refill at a time).
     pub(crate) fn refill_taps(self: &Arc<Self>) {
-        if self.config.tap_pool == 0 || !nix::unistd::geteuid().is_root() {
+        if self.config.tap_pool == 0 || !self.privops.available() {
             return;
         }
         let d = self.clone();
@@ -58,11 +101,9 @@ impl Daemon {
     }
 
     fn refill_blocking(&self) -> anyhow::Result<()> {
-        let bridge = self.bridge();
-        if !banger_net::link_exists(&bridge.name) {
-            bridge.ensure()?;
+        if !banger_net::link_exists(&self.config.bridge) {
+            self.ensure_bridge_blocking()?;
         }
-        let uid = nix::unistd::getuid().as_raw();
         loop {
             let (short, taken): (bool, Vec<String>) = {
                 let pool = self.tap_pool.lock().unwrap_or_else(|e| e.into_inner());
@@ -76,7 +117,7 @@ impl Daemon {
                 .map(banger_net::pool_tap_name)
                 .find(|n| !banger_net::link_exists(n) && !taken.contains(n))
                 .ok_or_else(|| anyhow::anyhow!("no free pool tap name"))?;
-            bridge.add_tap(&name, uid)?;
+            self.create_tap_blocking(&name)?;
             self.tap_pool.lock().unwrap_or_else(|e| e.into_inner()).push(name);
         }
     }
@@ -93,7 +134,7 @@ impl Daemon {
             for t in free {
                 if pool.len() < self.config.tap_pool {
                     pool.push(t);
-                } else if let Err(e) = banger_net::delete_tap(&t) {
+                } else if let Err(e) = self.delete_tap_blocking(&t) {
                     tracing::warn!("cannot delete extra pool tap {t}: {e:#}");
                 }
             }

@@ -1,0 +1,634 @@
+//! `banger system install|status|uninstall`: banger as two systemd services,
+//! the daemon as its owner and a small root helper (see bangerd's
+//! `helper` and `privileged` modules).
+//!
+//! `--root DIR` installs under DIR instead of `/`: every path, in the files
+//! and in the units, points under DIR and no service is started. That is for
+//! trying it out and for the tests, which run the units' command lines by
+//! hand.
+
+use crate::client::Client;
+use crate::output;
+use anyhow::{bail, Context};
+use bangerd::helper::{HelperSection, InstallFile};
+use bangerd::paths::Paths;
+use bangerd::privileged::Request;
+use clap::{Args, Subcommand};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[derive(Debug, Subcommand)]
+pub enum SystemCmd {
+    /// Install banger for USER: the binaries, bangerd.service (the daemon, as USER)
+    /// and bangerd-root.service (a small root helper for the bridge, taps, NAT and
+    /// DNS routing), then start both. Needs root.
+    #[command(after_help = "Example:\n  sudo banger system install --owner alice\n\n\
+        Afterwards USER's `banger` talks to the service (socket /run/banger/bangerd.sock);\n\
+        VMs survive restarts of either service. Undo with `sudo banger system uninstall`.")]
+    Install(InstallArgs),
+    /// Show the installation, both services and their sockets (exit 1 when something is not right)
+    Status(StatusArgs),
+    /// Stop the services and the owner's VMs, remove banger's network leftovers
+    /// (taps, bridge, NAT rules, DNS routing), the units and the binaries. Needs root.
+    #[command(after_help = "With --purge, the owner's banger state (VMs and their disks, images,\n\
+        kernels) and caches are deleted too; without it they stay for a later install.")]
+    Uninstall(UninstallArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// The user the daemon runs as (the one who uses banger)
+    #[arg(long, value_name = "USER")]
+    pub owner: String,
+    /// Where the binaries go (PREFIX/bin)
+    #[arg(long, default_value = "/usr/local", value_name = "DIR")]
+    pub prefix: PathBuf,
+    /// Install under DIR instead of / (paths point there; nothing is started)
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Write the files but do not start the services
+    #[arg(long)]
+    pub no_start: bool,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The installation under DIR (see `install --root`)
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UninstallArgs {
+    /// Also delete the owner's banger state (VMs, images, kernels) and caches
+    #[arg(long)]
+    pub purge: bool,
+    /// The installation under DIR (see `install --root`)
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+}
+
+pub async fn run(cmd: SystemCmd) -> anyhow::Result<i32> {
+    match cmd {
+        SystemCmd::Install(a) => install(a),
+        SystemCmd::Status(a) => status(a).await,
+        SystemCmd::Uninstall(a) => uninstall(a).await,
+    }
+}
+
+const HELPER_UNIT: &str = "bangerd-root.service";
+const DAEMON_UNIT: &str = "bangerd.service";
+
+/// Every location of one installation, under `root`.
+struct Layout {
+    root: PathBuf,
+    prefix: PathBuf,
+}
+
+impl Layout {
+    fn new(root: Option<&Path>, prefix: &Path) -> Layout {
+        Layout { root: root.unwrap_or(Path::new("/")).to_path_buf(), prefix: prefix.to_path_buf() }
+    }
+    fn is_real(&self) -> bool {
+        self.root == Path::new("/")
+    }
+    /// `p` (absolute) under the root.
+    fn at(&self, p: impl AsRef<Path>) -> PathBuf {
+        let p = p.as_ref();
+        self.root.join(p.strip_prefix("/").unwrap_or(p))
+    }
+    fn bin(&self, name: &str) -> PathBuf {
+        self.at(self.prefix.join("bin").join(name))
+    }
+    fn install_file(&self) -> PathBuf {
+        self.at(bangerd::helper::INSTALL_FILE)
+    }
+    fn unit(&self, name: &str) -> PathBuf {
+        self.at("/etc/systemd/system").join(name)
+    }
+    fn daemon_runtime(&self) -> PathBuf {
+        self.at(bangerd::paths::SYSTEM_RUNTIME_DIR)
+    }
+    fn helper_runtime(&self) -> PathBuf {
+        self.at("/run/banger-root")
+    }
+    fn helper_state(&self) -> PathBuf {
+        self.at("/var/lib/banger-root")
+    }
+}
+
+/// The owner's banger directories, as the service daemon sees them.
+fn owner_paths(home: &Path, runtime: &Path) -> Paths {
+    Paths {
+        config_dir: home.join(".config/banger"),
+        state_dir: home.join(".local/state/banger"),
+        cache_dir: home.join(".cache/banger"),
+        runtime_dir: runtime.to_path_buf(),
+    }
+}
+
+fn need_root(what: &str) -> anyhow::Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(banger_api::ApiError::precondition(format!("`banger system {what}` needs root"))
+            .with_hint(format!("run it with sudo: `sudo banger system {what} ...`"))
+            .into());
+    }
+    Ok(())
+}
+
+fn systemd_running() -> bool {
+    Path::new("/run/systemd/system").is_dir()
+}
+
+fn systemctl(args: &[&str]) -> anyhow::Result<()> {
+    let st = Command::new("systemctl").args(args).status().context("Cannot run systemctl")?;
+    if !st.success() {
+        bail!("systemctl {} failed ({st})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// The helper's unit: root, with only the capabilities its operations need.
+fn helper_unit(bangerd: &Path, install_file: &Path) -> String {
+    format!(
+        "[Unit]
+Description=banger root helper (bridge, taps, NAT and DNS routing for bangerd)
+Documentation=man:banger(1)
+Before={DAEMON_UNIT}
+
+[Service]
+Type=simple
+ExecStart={bangerd} root-helper --install-file {install}
+Restart=on-failure
+RuntimeDirectory=banger-root
+RuntimeDirectoryMode=0711
+RuntimeDirectoryPreserve=yes
+StateDirectory=banger-root
+StateDirectoryMode=0700
+# VMs and their taps outlive restarts of the helper.
+KillMode=process
+SendSIGKILL=no
+CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW CAP_KILL CAP_CHOWN CAP_FOWNER
+NoNewPrivileges=yes
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+ProtectKernelModules=yes
+ProtectControlGroups=yes
+ProtectClock=yes
+RestrictSUIDSGID=yes
+RestrictRealtime=yes
+LockPersonality=yes
+MemoryDenyWriteExecute=yes
+SystemCallArchitectures=native
+RestrictAddressFamilies=AF_UNIX AF_NETLINK AF_INET
+
+[Install]
+WantedBy=multi-user.target
+",
+        bangerd = bangerd.display(),
+        install = install_file.display(),
+    )
+}
+
+/// The daemon's unit: the owner, no capabilities, writes only to banger's
+/// own directories.
+fn daemon_unit(bangerd: &Path, file: &InstallFile, paths: &Paths, kvm_group: bool) -> String {
+    let groups = if kvm_group { "SupplementaryGroups=kvm\n" } else { "" };
+    format!(
+        "[Unit]
+Description=banger daemon for {owner}
+Documentation=man:banger(1)
+Wants={HELPER_UNIT}
+After={HELPER_UNIT} network.target
+
+[Service]
+Type=simple
+User={owner}
+Group={gid}
+{groups}ExecStart={bangerd}
+Environment=HOME={home}
+Environment=BANGER_RUNTIME_DIR={runtime}
+Environment=BANGER_HELPER_SOCKET={helper}
+Restart=on-failure
+RuntimeDirectory=banger
+RuntimeDirectoryMode=0700
+RuntimeDirectoryPreserve=yes
+UMask=0077
+# VMs (their engine processes) outlive restarts of the daemon.
+KillMode=process
+CapabilityBoundingSet=
+NoNewPrivileges=yes
+ProtectSystem=strict
+ProtectHome=read-only
+ReadWritePaths=-{state} -{cache} -{config}
+PrivateTmp=yes
+ProtectKernelModules=yes
+ProtectControlGroups=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+
+[Install]
+WantedBy=multi-user.target
+",
+        owner = file.owner,
+        gid = file.gid,
+        bangerd = bangerd.display(),
+        home = file.home.display(),
+        runtime = paths.runtime_dir.display(),
+        helper = file.helper.socket.display(),
+        state = paths.state_dir.display(),
+        cache = paths.cache_dir.display(),
+        config = paths.config_dir.display(),
+    )
+}
+
+fn write_file(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("Cannot create {}", dir.display()))?;
+    }
+    // Through a temporary file and a rename: a crash never leaves a
+    // half-written binary or unit, and a running binary is not overwritten.
+    let tmp = path.with_extension("banger-new");
+    std::fs::write(&tmp, data).with_context(|| format!("Cannot write {}", tmp.display()))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("Cannot set the mode of {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("Cannot write {}", path.display()))
+}
+
+fn mkdir_owned(dir: &Path, uid: u32, gid: u32, mode: u32) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("Cannot create {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))?;
+    nix::unistd::chown(dir, Some(uid.into()), Some(gid.into()))
+        .with_context(|| format!("Cannot give {} to uid {uid}", dir.display()))
+}
+
+fn install(a: InstallArgs) -> anyhow::Result<i32> {
+    need_root("install")?;
+    let user = nix::unistd::User::from_name(&a.owner)?
+        .with_context(|| format!("no user {:?} on this machine (see `getent passwd`)", a.owner))?;
+    if user.uid.is_root() {
+        bail!("the owner must be an ordinary user: running the daemon as root needs no install (just use banger as root)");
+    }
+    if !a.prefix.is_absolute() {
+        bail!("--prefix must be an absolute path");
+    }
+    let layout = Layout::new(a.root.as_deref(), &a.prefix);
+    let (uid, gid) = (user.uid.as_raw(), user.gid.as_raw());
+    let paths = owner_paths(&user.dir, &layout.daemon_runtime());
+    // The helper's policy follows the owner's network config.
+    let config = bangerd::config::Config::load(&paths.config_file())
+        .context("the owner's config file is invalid; fix it first (`banger config show` as the owner)")?;
+
+    let me = std::env::current_exe().context("Cannot find this executable")?;
+    let daemon = crate::client::daemon_binary().context("Cannot find bangerd next to banger or on PATH")?;
+    let agent = bangerd::service::images::locate_agent(None).context(
+        "Cannot find the static guest agent (banger-agent); build it with `scripts/build-agent` or `scripts/install`",
+    )?;
+    let file = InstallFile {
+        owner: a.owner.clone(),
+        uid,
+        gid,
+        home: user.dir.clone(),
+        version: banger_api::build_id(),
+        installed_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        prefix: layout.at(&a.prefix),
+        helper: HelperSection {
+            socket: layout.helper_runtime().join("helper.sock"),
+            state_dir: layout.helper_state(),
+            bridge: config.bridge.clone(),
+            cidr: config.cidr,
+            dirs: vec![paths.state_dir.clone(), paths.runtime_dir.clone()],
+        },
+    };
+
+    let mut done: Vec<String> = Vec::new();
+    for (src, name) in [(&me, "banger"), (&daemon, "bangerd"), (&agent, "banger-agent")] {
+        let dst = layout.bin(name);
+        let data = std::fs::read(src).with_context(|| format!("Cannot read {}", src.display()))?;
+        write_file(&dst, &data, 0o755)?;
+        done.push(dst.display().to_string());
+    }
+    let install_file = layout.install_file();
+    write_file(&install_file, file.to_toml().as_bytes(), 0o644)?;
+    done.push(install_file.display().to_string());
+    let bangerd_bin = layout.bin("bangerd");
+    let kvm_group = nix::unistd::Group::from_name("kvm").ok().flatten().is_some();
+    for (name, text) in [
+        (HELPER_UNIT, helper_unit(&bangerd_bin, &install_file)),
+        (DAEMON_UNIT, daemon_unit(&bangerd_bin, &file, &paths, kvm_group)),
+    ] {
+        let p = layout.unit(name);
+        write_file(&p, text.as_bytes(), 0o644)?;
+        done.push(p.display().to_string());
+    }
+    // The daemon may write only here (ReadWritePaths), so they must exist.
+    for d in [&paths.config_dir, &paths.state_dir, &paths.cache_dir] {
+        mkdir_owned(d, uid, gid, 0o700)?;
+    }
+    if !layout.is_real() {
+        // No systemd to make the runtime dirs: make them as it would.
+        mkdir_owned(&paths.runtime_dir, uid, gid, 0o700)?;
+        mkdir_owned(&layout.helper_runtime(), 0, 0, 0o711)?;
+        std::fs::set_permissions(&layout.root, std::fs::Permissions::from_mode(0o755))?;
+    }
+
+    let start = layout.is_real() && !a.no_start;
+    let started = if start && systemd_running() {
+        systemctl(&["daemon-reload"])?;
+        systemctl(&["enable", "--now", HELPER_UNIT, DAEMON_UNIT])?;
+        true
+    } else {
+        false
+    };
+    if a.json {
+        output::json(&serde_json::json!({"installed": done, "owner": file.owner, "started": started}))?;
+    } else {
+        for d in &done {
+            println!("installed {d}");
+        }
+        if started {
+            println!("started {HELPER_UNIT} and {DAEMON_UNIT}; {} can use banger now", file.owner);
+        } else if start {
+            eprintln!("warning: systemd is not running here, so nothing was started.");
+            eprintln!("hint: start the helper as root: {} root-helper", bangerd_bin.display());
+            eprintln!(
+                "      and the daemon as {}: BANGER_RUNTIME_DIR={} {}",
+                file.owner,
+                paths.runtime_dir.display(),
+                bangerd_bin.display()
+            );
+        } else {
+            println!("not started (--no-start or --root); see `banger system status`");
+        }
+        if !kvm_group {
+            eprintln!("note: there is no kvm group; {} needs access to /dev/kvm for firecracker", file.owner);
+        }
+    }
+    Ok(0)
+}
+
+/// One line of `system status`.
+#[derive(serde::Serialize)]
+struct Check {
+    name: String,
+    ok: bool,
+    detail: String,
+}
+
+async fn status(a: StatusArgs) -> anyhow::Result<i32> {
+    let layout = Layout::new(a.root.as_deref(), Path::new("/usr/local"));
+    let path = layout.install_file();
+    let file = match InstallFile::load(&path) {
+        Ok(f) => f,
+        Err(e) => {
+            if a.json {
+                output::json(&serde_json::json!({"installed": false, "install_file": path}))?;
+            } else {
+                println!("banger is not installed as a system service ({e:#})");
+                eprintln!("hint: `sudo banger system install --owner $USER`");
+            }
+            return Ok(1);
+        }
+    };
+    let mut checks: Vec<Check> = Vec::new();
+    let mut check =
+        |name: &str, ok: bool, detail: String| checks.push(Check { name: name.into(), ok, detail });
+    if layout.is_real() && systemd_running() {
+        for unit in [HELPER_UNIT, DAEMON_UNIT] {
+            let out = Command::new("systemctl").args(["is-active", unit]).output();
+            let state =
+                out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+            check(unit, state == "active", state);
+        }
+    }
+    let sock = &file.helper.socket;
+    let helper = socket_check(sock, file.uid, 0o600);
+    check("helper socket", helper.is_ok(), fmt_result(&helper, sock));
+    let ops = bangerd::privileged::PrivOps::Helper(sock.clone());
+    let ping = tokio::task::spawn_blocking(move || ops.call(&Request::Ping)).await?;
+    checks.push(Check {
+        name: "helper answers".into(),
+        ok: ping.is_ok(),
+        detail: match &ping {
+            Ok(d) => d.clone(),
+            Err(e) => format!("{e:#}"),
+        },
+    });
+    let paths = owner_paths(&file.home, &layout.daemon_runtime());
+    let dsock = paths.socket();
+    let daemon = socket_check(&dsock, file.uid, 0o600);
+    checks.push(Check {
+        name: "daemon socket".into(),
+        ok: daemon.is_ok(),
+        detail: fmt_result(&daemon, &dsock),
+    });
+    let info = Client::new(paths).info().await.ok().flatten();
+    checks.push(Check {
+        name: "daemon answers".into(),
+        ok: info.is_some(),
+        detail: info
+            .map(|i| format!("pid {}, build {}", i.pid, i.build_id))
+            .unwrap_or_else(|| "no answer".into()),
+    });
+    let all_ok = checks.iter().all(|c| c.ok);
+    if a.json {
+        output::json(
+            &serde_json::json!({"installed": true, "install": file, "checks": checks, "ok": all_ok}),
+        )?;
+    } else {
+        output::fields(&[
+            ("owner", format!("{} (uid {})", file.owner, file.uid)),
+            ("version", file.version.clone()),
+            ("installed", file.installed_at.clone()),
+            ("bridge", format!("{} ({})", file.helper.bridge, file.helper.cidr)),
+        ]);
+        for c in &checks {
+            println!("{:<5} {:<16} {}", if c.ok { "OK" } else { "FAIL" }, c.name, c.detail);
+        }
+    }
+    Ok(if all_ok { 0 } else { 1 })
+}
+
+fn fmt_result(r: &anyhow::Result<()>, p: &Path) -> String {
+    match r {
+        Ok(()) => p.display().to_string(),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+/// A socket exists, is a socket, owned by `uid` with exactly `mode`.
+fn socket_check(p: &Path, uid: u32, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let m = std::fs::symlink_metadata(p).with_context(|| format!("{} is missing", p.display()))?;
+    if !m.file_type().is_socket() {
+        bail!("{} is not a socket", p.display());
+    }
+    if m.uid() != uid || m.mode() & 0o777 != mode {
+        bail!(
+            "{} is uid {} mode {:o}, expected uid {uid} mode {mode:o}",
+            p.display(),
+            m.uid(),
+            m.mode() & 0o777
+        );
+    }
+    Ok(())
+}
+
+async fn uninstall(a: UninstallArgs) -> anyhow::Result<i32> {
+    need_root("uninstall")?;
+    let layout = Layout::new(a.root.as_deref(), Path::new("/usr/local"));
+    let file =
+        InstallFile::load(&layout.install_file()).context("banger is not installed as a system service")?;
+    let paths = owner_paths(&file.home, &layout.daemon_runtime());
+    let mut errors: Vec<String> = Vec::new();
+    let mut note = |r: anyhow::Result<()>, what: &str| {
+        if let Err(e) = r {
+            errors.push(format!("{what}: {e:#}"));
+        }
+    };
+
+    // 1. The owner's VMs, through the daemon while it runs.
+    let client = Client::new(paths.clone());
+    if client.info().await.ok().flatten().is_some() {
+        note(stop_all_vms(&client).await, "stopping VMs");
+        note(client.stop_daemon().await, "stopping the daemon");
+    }
+    // Engines the daemon could not stop (or that ran without it).
+    bangerd::privileged::kill_recorded_engines(&paths.vms_dir());
+    // 2. The services.
+    if layout.is_real() && systemd_running() {
+        note(systemctl(&["disable", "--now", DAEMON_UNIT, HELPER_UNIT]), "stopping the services");
+    }
+    // 3. Network leftovers, in-process under the installation's policy.
+    errors.extend(bangerd::privileged::purge_network(&file.policy()));
+    // 4. Files.
+    let mut remove = |p: PathBuf| {
+        let r = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+        match r {
+            Ok(()) => println!("removed {}", p.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => errors.push(format!("cannot remove {}: {e}", p.display())),
+        }
+    };
+    for name in ["banger", "bangerd", "banger-agent"] {
+        remove(file.prefix.join("bin").join(name));
+    }
+    for unit in [HELPER_UNIT, DAEMON_UNIT] {
+        remove(layout.unit(unit));
+    }
+    remove(layout.install_file());
+    remove(file.helper.state_dir.clone());
+    remove(layout.helper_runtime());
+    remove(layout.daemon_runtime());
+    if a.purge {
+        remove(paths.state_dir.clone());
+        remove(paths.cache_dir.clone());
+    }
+    if layout.is_real() && systemd_running() {
+        let _ = systemctl(&["daemon-reload"]);
+    }
+    if errors.is_empty() {
+        println!("banger uninstalled{}", if a.purge { " and purged" } else { "" });
+        Ok(0)
+    } else {
+        for e in &errors {
+            eprintln!("error: {e}");
+        }
+        Ok(1)
+    }
+}
+
+async fn stop_all_vms(client: &Client) -> anyhow::Result<()> {
+    let vms: Vec<banger_api::Vm> = client.get("/v1/vms").await?;
+    let mut failed = Vec::new();
+    for vm in vms.iter().filter(|v| v.state == banger_api::VmState::Running) {
+        let r: anyhow::Result<banger_api::Vm> =
+            client.post(&format!("/v1/vms/{}/stop", vm.id), &serde_json::json!({})).await;
+        match r {
+            Ok(_) => println!("stopped VM {}", vm.name),
+            Err(e) => failed.push(format!("{}: {e:#}", vm.name)),
+        }
+    }
+    if !failed.is_empty() {
+        bail!("{}", failed.join("; "));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file() -> InstallFile {
+        InstallFile {
+            owner: "alice".into(),
+            uid: 1000,
+            gid: 1000,
+            home: "/home/alice".into(),
+            version: "x".into(),
+            installed_at: "now".into(),
+            prefix: "/usr/local".into(),
+            helper: HelperSection {
+                socket: "/run/banger-root/helper.sock".into(),
+                state_dir: "/var/lib/banger-root".into(),
+                bridge: "banger0".into(),
+                cidr: "172.30.213.0/24".parse().unwrap(),
+                dirs: vec![],
+            },
+        }
+    }
+
+    #[test]
+    fn units_are_hardened_and_keep_vms_across_restarts() {
+        let h = helper_unit(Path::new("/usr/local/bin/bangerd"), Path::new("/etc/banger/install.toml"));
+        assert!(h.contains(
+            "ExecStart=/usr/local/bin/bangerd root-helper --install-file /etc/banger/install.toml"
+        ));
+        for line in [
+            "KillMode=process",
+            "SendSIGKILL=no",
+            "RuntimeDirectoryPreserve=yes",
+            "NoNewPrivileges=yes",
+            "ProtectSystem=strict",
+            "ProtectHome=yes",
+        ] {
+            assert!(h.contains(line), "helper unit lacks {line}");
+        }
+        let caps = h.lines().find(|l| l.starts_with("CapabilityBoundingSet=")).unwrap();
+        assert!(caps.contains("CAP_NET_ADMIN") && !caps.contains("CAP_SYS_ADMIN"), "{caps}");
+        let f = file();
+        let paths = owner_paths(&f.home, Path::new("/run/banger"));
+        let d = daemon_unit(Path::new("/usr/local/bin/bangerd"), &f, &paths, true);
+        for line in [
+            "User=alice",
+            "SupplementaryGroups=kvm",
+            "Environment=BANGER_RUNTIME_DIR=/run/banger",
+            "Environment=BANGER_HELPER_SOCKET=/run/banger-root/helper.sock",
+            "KillMode=process",
+            "CapabilityBoundingSet=\n",
+            "ProtectHome=read-only",
+            "ReadWritePaths=-/home/alice/.local/state/banger -/home/alice/.cache/banger -/home/alice/.config/banger",
+        ] {
+            assert!(d.contains(line), "daemon unit lacks {line:?}:\n{d}");
+        }
+    }
+
+    #[test]
+    fn layout_puts_everything_under_root() {
+        let l = Layout::new(Some(Path::new("/tmp/r")), Path::new("/usr/local"));
+        assert_eq!(l.bin("banger"), Path::new("/tmp/r/usr/local/bin/banger"));
+        assert_eq!(l.install_file(), Path::new("/tmp/r/etc/banger/install.toml"));
+        assert_eq!(l.unit(DAEMON_UNIT), Path::new("/tmp/r/etc/systemd/system/bangerd.service"));
+        let real = Layout::new(None, Path::new("/usr/local"));
+        assert_eq!(real.daemon_runtime(), Path::new("/run/banger"));
+        assert!(real.is_real());
+    }
+}

@@ -1,0 +1,283 @@
+//! The root helper (`bangerd root-helper`): the only banger process that
+//! runs as root when banger is installed with `banger system install`.
+//!
+//! It listens on a Unix socket (0600, owned by banger's owner, in a
+//! root-owned 0711 directory) and serves one JSON request per connection,
+//! one line each way. A caller whose `SO_PEERCRED` uid is neither root nor
+//! the owner named in the install file is refused before anything is read;
+//! every request is then checked against the policy from the install file
+//! (see [`crate::privileged`]) and carried out one at a time.
+
+use crate::privileged::{execute, Policy, Request, Response};
+use anyhow::{bail, Context};
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Where `banger system install` records the installation.
+pub const INSTALL_FILE: &str = "/etc/banger/install.toml";
+
+/// A request line longer than this is refused.
+const MAX_REQUEST: u64 = 64 * 1024;
+
+/// `/etc/banger/install.toml`: who banger was installed for, and the
+/// helper's policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstallFile {
+    pub owner: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: PathBuf,
+    pub version: String,
+    /// RFC 3339.
+    pub installed_at: String,
+    /// Where the binaries went (`<prefix>/bin`, `<prefix>/lib/banger`).
+    pub prefix: PathBuf,
+    pub helper: HelperSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HelperSection {
+    pub socket: PathBuf,
+    pub state_dir: PathBuf,
+    pub bridge: String,
+    pub cidr: Ipv4Net,
+    /// The owner's banger directories (state, runtime).
+    pub dirs: Vec<PathBuf>,
+}
+
+impl InstallFile {
+    pub fn load(path: &Path) -> anyhow::Result<InstallFile> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("Cannot read {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("Invalid install file {}", path.display()))
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("an install file serialises")
+    }
+
+    pub fn policy(&self) -> Policy {
+        Policy {
+            owner_uid: self.uid,
+            bridge: self.helper.bridge.clone(),
+            cidr: self.helper.cidr,
+            dirs: self.helper.dirs.clone(),
+            state_dir: self.helper.state_dir.clone(),
+        }
+    }
+}
+
+/// Sends one request to the helper and waits for its answer. Blocking.
+pub fn call(socket: &Path, req: &Request) -> anyhow::Result<String> {
+    let hint =
+        || format!("is the root helper running? (`banger system status`; socket {})", socket.display());
+    let mut s = UnixStream::connect(socket)
+        .with_context(|| format!("Cannot reach banger's root helper at {}", socket.display()))
+        .with_context(hint)?;
+    s.set_read_timeout(Some(Duration::from_secs(120)))?;
+    s.set_write_timeout(Some(Duration::from_secs(10)))?;
+    let mut line = serde_json::to_vec(req)?;
+    line.push(b'\n');
+    s.write_all(&line).context("Cannot send to the root helper")?;
+    let mut answer = String::new();
+    BufReader::new(s.take(MAX_REQUEST)).read_line(&mut answer).context("No answer from the root helper")?;
+    let r: Response = serde_json::from_str(answer.trim())
+        .with_context(|| format!("The root helper answered nonsense: {:?}", answer.trim()))?;
+    if !r.ok {
+        bail!("the root helper refused or failed: {}", r.error);
+    }
+    Ok(r.detail)
+}
+
+/// Whether `uid` may use a helper owned by `owner_uid`.
+pub fn authorized(uid: u32, owner_uid: u32) -> bool {
+    uid == 0 || uid == owner_uid
+}
+
+/// Binds the helper's socket: parent dir root-owned 0711, socket owned by
+/// the owner, 0600. A stale socket is replaced.
+pub fn bind(socket: &Path, owner_uid: u32, owner_gid: u32) -> anyhow::Result<UnixListener> {
+    let dir = socket.parent().context("the helper socket needs a directory")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("Cannot create {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))?;
+    match std::fs::remove_file(socket) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("Cannot replace {}", socket.display())),
+    }
+    let listener =
+        UnixListener::bind(socket).with_context(|| format!("Cannot listen on {}", socket.display()))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
+    nix::unistd::chown(socket, Some(owner_uid.into()), Some(owner_gid.into()))
+        .with_context(|| format!("Cannot give {} to uid {owner_uid}", socket.display()))?;
+    Ok(listener)
+}
+
+/// Serves requests until the process is stopped. One thread per
+/// connection; the operations themselves run one at a time.
+pub fn serve(listener: UnixListener, policy: Policy) -> anyhow::Result<()> {
+    let policy = Arc::new(policy);
+    let one_at_a_time = Arc::new(Mutex::new(()));
+    for conn in listener.incoming() {
+        let conn = match conn {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        let (policy, lock) = (policy.clone(), one_at_a_time.clone());
+        std::thread::spawn(move || handle(conn, &policy, &lock));
+    }
+    Ok(())
+}
+
+fn handle(mut conn: UnixStream, policy: &Policy, lock: &Mutex<()>) {
+    let answer = |conn: &mut UnixStream, r: Response| {
+        let mut line = serde_json::to_vec(&r).unwrap_or_default();
+        line.push(b'\n');
+        let _ = conn.write_all(&line);
+    };
+    let peer = nix::sys::socket::getsockopt(&conn, nix::sys::socket::sockopt::PeerCredentials);
+    let uid = match peer {
+        Ok(c) => c.uid(),
+        Err(e) => {
+            tracing::warn!("cannot read the caller's credentials: {e}");
+            return;
+        }
+    };
+    if !authorized(uid, policy.owner_uid) {
+        tracing::warn!(uid, "refused a caller that is neither root nor banger's owner");
+        let error = format!("refused: uid {uid} is not banger's owner (uid {})", policy.owner_uid);
+        answer(&mut conn, Response { ok: false, detail: String::new(), error });
+        return;
+    }
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut line = String::new();
+    let read = BufReader::new((&conn).take(MAX_REQUEST)).read_line(&mut line);
+    let req: Request = match read.map_err(anyhow::Error::from).and_then(|_| {
+        serde_json::from_str(line.trim()).context("not a valid request (one JSON object per line)")
+    }) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(uid, "bad request: {e:#}");
+            answer(&mut conn, Response { ok: false, detail: String::new(), error: format!("{e:#}") });
+            return;
+        }
+    };
+    let result = {
+        let _one = lock.lock().unwrap_or_else(|e| e.into_inner());
+        execute(policy, &req)
+    };
+    match result {
+        Ok(detail) => {
+            tracing::info!(uid, ?req, "helper request done");
+            answer(&mut conn, Response { ok: true, detail, error: String::new() });
+        }
+        Err(e) => {
+            tracing::warn!(uid, ?req, "helper request failed: {e:#}");
+            answer(&mut conn, Response { ok: false, detail: String::new(), error: format!("{e:#}") });
+        }
+    }
+}
+
+/// `bangerd root-helper [--install-file PATH] [--socket PATH]`.
+pub fn main(args: &[String]) -> anyhow::Result<()> {
+    let mut install = PathBuf::from(INSTALL_FILE);
+    let mut socket: Option<PathBuf> = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |flag: &str| it.next().cloned().with_context(|| format!("{flag} needs a value"));
+        match a.as_str() {
+            "--install-file" => install = value(a)?.into(),
+            "--socket" => socket = Some(value(a)?.into()),
+            other => bail!("unexpected argument {other:?} (usage: bangerd root-helper [--install-file PATH] [--socket PATH])"),
+        }
+    }
+    if !nix::unistd::geteuid().is_root() {
+        bail!("the root helper must run as root (it is started by bangerd-root.service)");
+    }
+    let file = InstallFile::load(&install)
+        .context("the helper reads its policy from the install file that `banger system install` writes")?;
+    let socket = socket.unwrap_or_else(|| file.helper.socket.clone());
+    std::fs::create_dir_all(&file.helper.state_dir)
+        .with_context(|| format!("Cannot create {}", file.helper.state_dir.display()))?;
+    let listener = bind(&socket, file.uid, file.gid)?;
+    tracing::info!(owner = %file.owner, uid = file.uid, socket = %socket.display(), "root helper listening");
+    serve(listener, file.policy())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_root_and_the_owner_are_authorized() {
+        assert!(authorized(0, 1000));
+        assert!(authorized(1000, 1000));
+        assert!(!authorized(1001, 1000));
+        assert!(!authorized(65534, 1000));
+    }
+
+    #[test]
+    fn install_file_round_trips_and_refuses_unknown_keys() {
+        let f = InstallFile {
+            owner: "alice".into(),
+            uid: 1000,
+            gid: 1000,
+            home: "/home/alice".into(),
+            version: "0.1.0".into(),
+            installed_at: "2026-11-26T00:00:00Z".into(),
+            prefix: "/usr/local".into(),
+            helper: HelperSection {
+                socket: "/run/banger-root/helper.sock".into(),
+                state_dir: "/var/lib/banger-root".into(),
+                bridge: "banger0".into(),
+                cidr: "172.30.213.0/24".parse().unwrap(),
+                dirs: vec!["/home/alice/.local/state/banger".into()],
+            },
+        };
+        let text = toml::to_string(&f).unwrap();
+        assert_eq!(toml::from_str::<InstallFile>(&text).unwrap(), f);
+        assert!(toml::from_str::<InstallFile>(&format!("{text}\nextra = 1\n")).is_err());
+    }
+
+    /// The owner is served; requests out of policy and garbage get an
+    /// error answer. (A foreign uid is refused in the e2e tests, which can
+    /// switch users.)
+    #[test]
+    fn serves_the_owner_and_checks_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("h.sock");
+        let me = nix::unistd::getuid().as_raw();
+        let gid = nix::unistd::getgid().as_raw();
+        let p = Policy {
+            owner_uid: me,
+            bridge: "banger0".into(),
+            cidr: "172.30.213.0/24".parse().unwrap(),
+            dirs: vec![dir.path().to_path_buf()],
+            state_dir: dir.path().to_path_buf(),
+        };
+        let listener = bind(&sock, me, gid).unwrap();
+        std::thread::spawn(move || serve(listener, p));
+        let e = call(&sock, &Request::DeleteTap { tap: "eth0".into() }).unwrap_err();
+        assert!(format!("{e:#}").contains("not a banger tap"), "{e:#}");
+        // Garbage is answered with an error, not a crash.
+        let mut s = UnixStream::connect(&sock).unwrap();
+        s.write_all(b"{\"op\":\"nope\"}\n").unwrap();
+        let mut out = String::new();
+        BufReader::new(s).read_line(&mut out).unwrap();
+        assert!(out.contains("\"ok\":false"), "{out}");
+        let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+}

@@ -1,0 +1,440 @@
+//! The privileged host operations, behind one narrow interface.
+//!
+//! Everything banger does that needs root — the bridge, taps, NAT rules,
+//! `.vm` DNS routing, signalling an engine another uid started — is one
+//! [`Request`]. A request is checked against a [`Policy`] and then carried
+//! out by [`execute`]. Who carries it out depends on who the daemon is:
+//!
+//! - a daemon running as root executes requests in-process;
+//! - a daemon running as its user sends them to the root helper
+//!   (`bangerd root-helper`, see [`crate::helper`]), which checks the
+//!   caller's uid with `SO_PEERCRED` and the request against its own policy
+//!   (taken from `/etc/banger/install.toml`, never from the caller);
+//! - with neither, host networking is unavailable and VMs boot without a
+//!   network, as before.
+//!
+//! The policy is the same in both cases, so a request that works as root
+//! works through the helper and the other way round.
+
+use anyhow::{bail, Context};
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+
+/// Interface names banger may touch start with this (the bridge) or are
+/// its taps (`bg<12 hex>`, `bgpool<n>`).
+pub const BRIDGE_PREFIX: &str = "banger";
+
+/// Where the helper listens unless configured otherwise.
+pub const DEFAULT_HELPER_SOCKET: &str = "/run/banger-root/helper.sock";
+
+/// One privileged operation. The wire form is one JSON object per line
+/// with an `op` field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Answers with the helper's owner and bridge; changes nothing.
+    Ping,
+    /// Create the bridge if missing, with the CIDR's first address, up.
+    EnsureBridge { bridge: String, cidr: Ipv4Net },
+    /// Delete the bridge (uninstall).
+    DeleteBridge { bridge: String },
+    /// Create a tap owned by the daemon's user and attach it to the bridge.
+    CreateTap { bridge: String, tap: String },
+    /// Delete one of banger's taps (missing is fine).
+    DeleteTap { tap: String },
+    /// Rebuild banger's nftables table (see `banger_net::nat::apply`).
+    SyncNat { bridge: String, any_running: bool, nat_ips: Vec<Ipv4Addr> },
+    /// Route the `.vm` domain to the daemon's DNS server on the bridge
+    /// link (systemd-resolved only; a no-op elsewhere).
+    SyncResolver { bridge: String, dns: SocketAddrV4 },
+    /// Undo [`Request::SyncResolver`].
+    ClearResolver { bridge: String },
+    /// Signal an engine process (firecracker, qemu or its vsock backend)
+    /// that runs a VM of this installation.
+    SignalEngine { pid: i32, signal: EngineSignal },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum EngineSignal {
+    Term,
+    Kill,
+}
+
+/// The answer to one request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    /// What was done (or skipped), when there is something to say.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
+}
+
+/// What requests may touch. Built from the daemon's config when it runs as
+/// root; read from the install file by the helper.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// The uid that owns taps and engines (and may call the helper).
+    pub owner_uid: u32,
+    /// The one bridge, banger-prefixed.
+    pub bridge: String,
+    /// Guest addresses come from here.
+    pub cidr: Ipv4Net,
+    /// banger's own directories: an engine must be running from a file
+    /// under one of them.
+    pub dirs: Vec<PathBuf>,
+    /// Where the helper keeps what it must remember (the saved
+    /// `ip_forward` value).
+    pub state_dir: PathBuf,
+}
+
+impl Policy {
+    /// Checks `req` against every rule; the error names the rule broken.
+    pub fn check(&self, req: &Request) -> anyhow::Result<()> {
+        match req {
+            Request::Ping => {}
+            Request::DeleteBridge { bridge } => self.check_bridge(bridge)?,
+            Request::EnsureBridge { bridge, cidr } => {
+                self.check_bridge(bridge)?;
+                if *cidr != self.cidr {
+                    bail!("network {cidr} is not banger's configured network {}", self.cidr);
+                }
+            }
+            Request::CreateTap { bridge, tap } => {
+                self.check_bridge(bridge)?;
+                check_tap(tap)?;
+            }
+            Request::DeleteTap { tap } => check_tap(tap)?,
+            Request::SyncNat { bridge, nat_ips, .. } => {
+                self.check_bridge(bridge)?;
+                for ip in nat_ips {
+                    self.check_guest_ip(*ip)?;
+                }
+            }
+            Request::SyncResolver { bridge, dns } => {
+                self.check_bridge(bridge)?;
+                if !dns.ip().is_loopback() || dns.port() == 0 {
+                    bail!("DNS server {dns} is not a port on the loopback address");
+                }
+            }
+            Request::ClearResolver { bridge } => self.check_bridge(bridge)?,
+            Request::SignalEngine { pid, .. } => self.check_engine(*pid)?,
+        }
+        Ok(())
+    }
+
+    fn check_bridge(&self, name: &str) -> anyhow::Result<()> {
+        banger_net::check_ifname(name)?;
+        if !name.starts_with(BRIDGE_PREFIX) {
+            bail!("interface {name:?} is not banger's: bridge names start with {BRIDGE_PREFIX:?}");
+        }
+        if name != self.bridge {
+            bail!("bridge {name:?} is not banger's configured bridge {:?}", self.bridge);
+        }
+        Ok(())
+    }
+
+    fn check_guest_ip(&self, ip: Ipv4Addr) -> anyhow::Result<()> {
+        let gateway = self.cidr.hosts().next();
+        if !self.cidr.contains(&ip) || ip == self.cidr.network() || ip == self.cidr.broadcast() {
+            bail!("address {ip} is not a guest address in banger's network {}", self.cidr);
+        }
+        if Some(ip) == gateway {
+            bail!("address {ip} is the bridge's own address, not a guest's");
+        }
+        Ok(())
+    }
+
+    /// The process must be an engine binary, run by the owner (or root),
+    /// with one of its arguments under banger's own directories.
+    fn check_engine(&self, pid: i32) -> anyhow::Result<()> {
+        if pid <= 1 {
+            bail!("pid {pid} is not an engine process");
+        }
+        let proc = PathBuf::from(format!("/proc/{pid}"));
+        let exe = std::fs::read_link(proc.join("exe")).with_context(|| format!("no process {pid}"))?;
+        let name = exe.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let name = name.strip_suffix(" (deleted)").unwrap_or(name);
+        if !matches!(name, "firecracker" | "qemu-system-x86_64" | "vhost-device-vsock") {
+            bail!("pid {pid} runs {}, not firecracker, qemu or vhost-device-vsock", exe.display());
+        }
+        use std::os::unix::fs::MetadataExt;
+        let uid = std::fs::metadata(&proc).with_context(|| format!("no process {pid}"))?.uid();
+        if uid != self.owner_uid && uid != 0 {
+            bail!("pid {pid} belongs to uid {uid}, not banger's owner (uid {})", self.owner_uid);
+        }
+        let cmdline = std::fs::read(proc.join("cmdline")).with_context(|| format!("no process {pid}"))?;
+        let ours = cmdline
+            .split(|b| *b == 0)
+            .filter_map(|a| std::str::from_utf8(a).ok())
+            .flat_map(|a| a.split([',', '=']))
+            .any(|a| a.starts_with('/') && self.dirs.iter().any(|d| under(Path::new(a), d)));
+        if !ours {
+            bail!("pid {pid} does not run a VM from banger's directories");
+        }
+        Ok(())
+    }
+}
+
+/// Whether `path` lies under `dir`, with no `..` to climb out.
+fn under(path: &Path, dir: &Path) -> bool {
+    !path.components().any(|c| matches!(c, std::path::Component::ParentDir)) && path.starts_with(dir)
+}
+
+fn check_tap(name: &str) -> anyhow::Result<()> {
+    banger_net::check_ifname(name)?;
+    let per_vm = name.strip_prefix(banger_net::TAP_PREFIX).is_some_and(|id| {
+        id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    });
+    if !per_vm && !banger_net::is_pool_tap(name) {
+        bail!("interface {name:?} is not a banger tap (bg<12 hex digits> or bgpool<n>)");
+    }
+    Ok(())
+}
+
+/// Carries out a checked request. Blocking.
+pub fn execute(policy: &Policy, req: &Request) -> anyhow::Result<String> {
+    policy.check(req)?;
+    let bridge = |name: &str| banger_net::Bridge {
+        name: name.to_string(),
+        net: policy.cidr,
+        gateway: policy.cidr.hosts().next().unwrap_or(policy.cidr.network()),
+    };
+    match req {
+        Request::Ping => {
+            Ok(format!("owner uid {}, bridge {}, network {}", policy.owner_uid, policy.bridge, policy.cidr))
+        }
+        Request::DeleteBridge { bridge } => banger_net::delete_bridge(bridge).map(|_| String::new()),
+        Request::EnsureBridge { bridge: b, .. } => bridge(b).ensure().map(|_| String::new()),
+        Request::CreateTap { bridge: b, tap } => {
+            bridge(b).add_tap(tap, policy.owner_uid).map(|_| String::new())
+        }
+        Request::DeleteTap { tap } => banger_net::delete_tap(tap).map(|_| String::new()),
+        Request::SyncNat { bridge, any_running, nat_ips } => {
+            let saved = policy.state_dir.join("ip_forward.saved");
+            if !any_running && nat_ips.is_empty() && !banger_net::nat::available() {
+                return Ok("nft is not installed; nothing to remove".into());
+            }
+            banger_net::nat::apply(bridge, *any_running, nat_ips, &saved).map(|_| String::new())
+        }
+        Request::SyncResolver { bridge, dns } => resolver::sync(bridge, *dns),
+        Request::ClearResolver { bridge } => resolver::clear(bridge),
+        Request::SignalEngine { pid, signal } => {
+            let sig = match signal {
+                EngineSignal::Term => nix::sys::signal::Signal::SIGTERM,
+                EngineSignal::Kill => nix::sys::signal::Signal::SIGKILL,
+            };
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), sig)
+                .with_context(|| format!("Cannot signal pid {pid}"))?;
+            Ok(String::new())
+        }
+    }
+}
+
+/// Removes every network leftover of an installation under `policy`: DNS
+/// routing, banger's taps, the NAT table (restoring `ip_forward`), the
+/// bridge. Runs as root, in-process; every step runs and the errors are
+/// returned together.
+pub fn purge_network(policy: &Policy) -> Vec<String> {
+    let bridge = policy.bridge.clone();
+    let mut reqs = vec![Request::ClearResolver { bridge: bridge.clone() }];
+    for tap in banger_net::list_taps().into_iter().chain(banger_net::list_pool_taps()) {
+        reqs.push(Request::DeleteTap { tap });
+    }
+    reqs.push(Request::SyncNat { bridge: bridge.clone(), any_running: false, nat_ips: vec![] });
+    reqs.push(Request::DeleteBridge { bridge });
+    reqs.iter().filter_map(|r| execute(policy, r).err().map(|e| format!("{e:#}"))).collect()
+}
+
+/// SIGKILLs the engines recorded in `vms_dir/*/handles.json` that still run
+/// (each checked by PID, start time and command line first).
+pub fn kill_recorded_engines(vms_dir: &Path) {
+    let Ok(dir) = std::fs::read_dir(vms_dir) else { return };
+    for e in dir.flatten() {
+        let Ok(data) = std::fs::read(e.path().join("handles.json")) else { continue };
+        let Ok(h) = serde_json::from_slice::<banger_engine::Handles>(&data) else { continue };
+        for p in std::iter::once(&h.vmm).chain(&h.helpers) {
+            let _ = banger_engine::process::kill(p, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+/// `.vm` routing through systemd-resolved's per-link DNS.
+mod resolver {
+    use anyhow::bail;
+    use std::net::SocketAddrV4;
+    use std::path::Path;
+    use std::process::Command;
+
+    /// systemd-resolved runs (its runtime dir exists) and resolvectl is there.
+    fn resolved() -> bool {
+        Path::new("/run/systemd/resolve").is_dir()
+            && crate::service::host::find_binary(None, "resolvectl", &[]).is_some()
+    }
+
+    fn resolvectl(args: &[&str]) -> anyhow::Result<()> {
+        let out = Command::new("resolvectl").args(args).output()?;
+        if !out.status.success() {
+            bail!("resolvectl {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        }
+        Ok(())
+    }
+
+    pub fn sync(bridge: &str, dns: SocketAddrV4) -> anyhow::Result<String> {
+        if !resolved() {
+            return Ok("systemd-resolved is not running; .vm routing left to the host's resolver".into());
+        }
+        resolvectl(&["dns", bridge, &dns.to_string()])?;
+        resolvectl(&["domain", bridge, "~vm"])?;
+        Ok(format!("resolvectl routes .vm to {dns} on {bridge}"))
+    }
+
+    pub fn clear(bridge: &str) -> anyhow::Result<String> {
+        if !resolved() || !banger_net::link_exists(bridge) {
+            return Ok(String::new());
+        }
+        resolvectl(&["revert", bridge])?;
+        Ok(format!("resolvectl routing on {bridge} reverted"))
+    }
+}
+
+/// How this daemon gets privileged work done.
+#[derive(Debug, Clone)]
+pub enum PrivOps {
+    /// The daemon is root: requests run in-process under `policy`.
+    InProcess(Policy),
+    /// Requests go to the root helper listening on this socket.
+    Helper(PathBuf),
+}
+
+impl PrivOps {
+    /// Root runs in-process; a user daemon uses the helper at `socket`.
+    pub fn new(policy: Policy, socket: PathBuf) -> PrivOps {
+        if nix::unistd::geteuid().is_root() {
+            PrivOps::InProcess(policy)
+        } else {
+            PrivOps::Helper(socket)
+        }
+    }
+
+    /// Whether privileged work can be done at all now (the helper's socket
+    /// is looked at each time: it may be installed after the daemon started).
+    pub fn available(&self) -> bool {
+        match self {
+            PrivOps::InProcess(_) => true,
+            PrivOps::Helper(s) => s.exists(),
+        }
+    }
+
+    /// Why not, for errors and `doctor`.
+    pub fn unavailable_hint(&self) -> String {
+        match self {
+            PrivOps::InProcess(_) => String::new(),
+            PrivOps::Helper(s) => format!(
+                "the daemon runs as uid {} and no root helper listens on {}: install it with \
+                 `sudo banger system install --owner $USER`, or run the daemon as root",
+                nix::unistd::getuid(),
+                s.display()
+            ),
+        }
+    }
+
+    /// Carries out `req`. Blocking: call from a blocking task.
+    pub fn call(&self, req: &Request) -> anyhow::Result<String> {
+        match self {
+            PrivOps::InProcess(policy) => execute(policy, req),
+            PrivOps::Helper(socket) => crate::helper::call(socket, req),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Policy {
+        Policy {
+            owner_uid: 4242,
+            bridge: "banger0".into(),
+            cidr: "172.30.213.0/24".parse().unwrap(),
+            dirs: vec!["/home/u/.local/state/banger".into(), "/run/banger".into()],
+            state_dir: "/var/lib/banger-root".into(),
+        }
+    }
+
+    fn refused(req: Request, why: &str) {
+        let e = policy().check(&req).expect_err(&format!("{req:?} must be refused"));
+        assert!(format!("{e:#}").contains(why), "{req:?}: {e:#}");
+    }
+
+    #[test]
+    fn interface_names_must_be_bangers() {
+        let p = policy();
+        p.check(&Request::EnsureBridge { bridge: "banger0".into(), cidr: p.cidr }).unwrap();
+        p.check(&Request::CreateTap { bridge: "banger0".into(), tap: "bg0123456789ab".into() }).unwrap();
+        p.check(&Request::CreateTap { bridge: "banger0".into(), tap: "bgpool3".into() }).unwrap();
+        refused(Request::EnsureBridge { bridge: "eth0".into(), cidr: p.cidr }, "not banger's");
+        refused(Request::EnsureBridge { bridge: "banger9".into(), cidr: p.cidr }, "configured bridge");
+        refused(Request::DeleteTap { tap: "eth0".into() }, "not a banger tap");
+        refused(Request::DeleteTap { tap: "bgXYZ".into() }, "not a banger tap");
+        refused(Request::DeleteTap { tap: "bg0123456789AB".into() }, "not a banger tap");
+        refused(Request::DeleteTap { tap: "bgpool".into() }, "not a banger tap");
+        refused(Request::DeleteTap { tap: "bg01234567;rm".into() }, "invalid interface name");
+        refused(Request::ClearResolver { bridge: "docker0".into() }, "not banger's");
+    }
+
+    #[test]
+    fn addresses_must_be_inside_the_network() {
+        let p = policy();
+        let nat = |ip: &str| Request::SyncNat {
+            bridge: "banger0".into(),
+            any_running: true,
+            nat_ips: vec![ip.parse().unwrap()],
+        };
+        p.check(&nat("172.30.213.7")).unwrap();
+        refused(nat("10.0.0.7"), "not a guest address");
+        refused(nat("172.30.213.255"), "not a guest address");
+        refused(nat("172.30.213.1"), "bridge's own address");
+        refused(
+            Request::EnsureBridge { bridge: "banger0".into(), cidr: "10.0.0.0/24".parse().unwrap() },
+            "not banger's configured network",
+        );
+        let dns = |a: &str| Request::SyncResolver { bridge: "banger0".into(), dns: a.parse().unwrap() };
+        p.check(&dns("127.0.0.1:53535")).unwrap();
+        refused(dns("8.8.8.8:53"), "loopback");
+        refused(dns("127.0.0.1:0"), "loopback");
+    }
+
+    #[test]
+    fn pids_must_be_engines_of_this_installation() {
+        let sig = |pid| Request::SignalEngine { pid, signal: EngineSignal::Term };
+        refused(sig(1), "not an engine");
+        refused(sig(0), "not an engine");
+        refused(sig(-5), "not an engine");
+        // This test process is not an engine.
+        refused(sig(std::process::id() as i32), "not firecracker");
+        refused(sig(i32::MAX), "no process");
+    }
+
+    #[test]
+    fn paths_must_be_under_bangers_dirs() {
+        let d = Path::new("/run/banger");
+        assert!(under(Path::new("/run/banger/vms/x/fc.sock"), d));
+        assert!(!under(Path::new("/run/banger/../shadow"), d));
+        assert!(!under(Path::new("/run/bangerX/vm"), d));
+        assert!(!under(Path::new("/etc/passwd"), d));
+    }
+
+    #[test]
+    fn unknown_fields_and_ops_are_refused_on_the_wire() {
+        let ok: Request = serde_json::from_str(r#"{"op":"delete_tap","tap":"bgpool0"}"#).unwrap();
+        assert_eq!(ok, Request::DeleteTap { tap: "bgpool0".into() });
+        assert!(serde_json::from_str::<Request>(r#"{"op":"delete_tap","tap":"bgpool0","x":1}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"op":"run_shell","cmd":"id"}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"op":"signal_engine","pid":5,"signal":"HUP"}"#).is_err());
+    }
+}
