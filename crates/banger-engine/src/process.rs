@@ -173,7 +173,7 @@ mod tests {
             let p = p.clone();
             tokio::spawn(async move { exited(&p).await })
         };
-        kill(&p, nix::sys::signal::Signal::SIGKILL);
+        let _ = kill(&p, nix::sys::signal::Signal::SIGKILL);
         child.wait().await.unwrap();
         watcher.await.unwrap().unwrap();
         assert!(!alive(&p));

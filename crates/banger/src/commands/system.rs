@@ -430,13 +430,15 @@ async fn status(a: StatusArgs) -> anyhow::Result<i32> {
         ok: daemon.is_ok(),
         detail: fmt_result(&daemon, &dsock),
     });
-    let info = Client::new(paths).info().await.ok().flatten();
+    let info = Client::new(paths).info().await;
     checks.push(Check {
         name: "daemon answers".into(),
-        ok: info.is_some(),
-        detail: info
-            .map(|i| format!("pid {}, build {}", i.pid, i.build_id))
-            .unwrap_or_else(|| "no answer".into()),
+        ok: matches!(info, Ok(Some(_))),
+        detail: match info {
+            Ok(Some(i)) => format!("pid {}, build {}", i.pid, i.build_id),
+            Ok(None) => "no answer".into(),
+            Err(e) => format!("{e:#}"),
+        },
     });
     let all_ok = checks.iter().all(|c| c.ok);
     if a.json {

@@ -45,7 +45,7 @@ fn static_agent() -> Option<PathBuf> {
 }
 
 /// Why e2e tests on `engine` cannot run here, if they cannot.
-fn missing(engine: &str) -> Option<String> {
+pub fn missing(engine: &str) -> Option<String> {
     if !nix::unistd::geteuid().is_root() {
         return Some("needs root (network namespaces, taps)".into());
     }

@@ -18,3 +18,4 @@ mod host;
 mod images;
 mod lifecycle;
 mod run;
+mod system;
