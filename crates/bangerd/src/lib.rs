@@ -30,7 +30,7 @@ use std::sync::Arc;
 pub struct Server {
     pub daemon: Arc<Daemon>,
     listener: tokio::net::UnixListener,
-    _lock: Flock<std::fs::File>,
+    _lock: (Flock<std::fs::File>, Flock<std::fs::File>),
 }
 
 impl std::fmt::Debug for Server {
@@ -45,6 +45,9 @@ impl Server {
     pub async fn bind(paths: paths::Paths, config: config::Config) -> anyhow::Result<Server> {
         let daemon = Daemon::open(paths, config)?;
         let lock = take_lock(&daemon.paths.lock_file())?;
+        // Two daemons with different runtime dirs (a user-mode one and the
+        // service) must not share one state dir either.
+        let state_lock = take_lock(&daemon.paths.state_dir.join("bangerd.lock"))?;
         let socket = daemon.paths.socket();
         // We hold the lock, so any socket file left is from a dead daemon.
         match std::fs::remove_file(&socket) {
@@ -60,7 +63,7 @@ impl Server {
             .with_context(|| format!("Cannot chmod 0600 {}", socket.display()))?;
         daemon.reconcile().await;
         tracing::info!(socket = %socket.display(), build = %banger_api::build_id(), "bangerd ready");
-        Ok(Server { daemon, listener, _lock: lock })
+        Ok(Server { daemon, listener, _lock: (lock, state_lock) })
     }
 
     /// Serves until `shutdown` resolves or a client asks the daemon to stop.
@@ -78,8 +81,9 @@ impl Server {
     }
 }
 
-/// One daemon per runtime dir: an exclusive `flock` on `bangerd.lock`,
-/// released by the kernel when the process dies, however it dies.
+/// One daemon per runtime dir and per state dir: an exclusive `flock` on
+/// `bangerd.lock` in each, released by the kernel when the process dies,
+/// however it dies.
 fn take_lock(path: &std::path::Path) -> anyhow::Result<Flock<std::fs::File>> {
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -92,7 +96,7 @@ fn take_lock(path: &std::path::Path) -> anyhow::Result<Flock<std::fs::File>> {
         let holder = std::fs::read_to_string(path).unwrap_or_default();
         drop(f);
         anyhow::anyhow!(
-            "Another bangerd (pid {}) already serves this runtime dir ({})",
+            "Another bangerd (pid {}) already holds {}; stop it first (`banger daemon stop`)",
             holder.trim(),
             path.display()
         )

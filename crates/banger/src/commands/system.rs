@@ -77,7 +77,7 @@ pub struct UninstallArgs {
 
 pub async fn run(cmd: SystemCmd) -> anyhow::Result<i32> {
     match cmd {
-        SystemCmd::Install(a) => install(a),
+        SystemCmd::Install(a) => install(a).await,
         SystemCmd::Status(a) => status(a).await,
         SystemCmd::Uninstall(a) => uninstall(a).await,
     }
@@ -270,7 +270,7 @@ fn mkdir_owned(dir: &Path, uid: u32, gid: u32, mode: u32) -> anyhow::Result<()> 
         .with_context(|| format!("Cannot give {} to uid {uid}", dir.display()))
 }
 
-fn install(a: InstallArgs) -> anyhow::Result<i32> {
+async fn install(a: InstallArgs) -> anyhow::Result<i32> {
     need_root("install")?;
     let user = nix::unistd::User::from_name(&a.owner)?
         .with_context(|| format!("no user {:?} on this machine (see `getent passwd`)", a.owner))?;
@@ -340,6 +340,25 @@ fn install(a: InstallArgs) -> anyhow::Result<i32> {
         std::fs::set_permissions(&layout.root, std::fs::Permissions::from_mode(0o755))?;
     }
 
+    // A daemon the owner started by hand (user mode) shares the state dir:
+    // stop it so the service takes over (its VMs keep running and are
+    // adopted).
+    if layout.is_real() {
+        for dir in [format!("/run/user/{uid}/banger"), format!("/tmp/banger-{uid}")] {
+            let c = Client::new(owner_paths(&user.dir, Path::new(&dir)));
+            if let Ok(Some(info)) = c.info().await {
+                match c.stop_daemon().await {
+                    Ok(()) => println!(
+                        "stopped {}'s own bangerd (pid {}); the service takes over",
+                        a.owner, info.pid
+                    ),
+                    Err(e) => {
+                        eprintln!("warning: cannot stop {}'s bangerd (pid {}): {e:#}", a.owner, info.pid)
+                    }
+                }
+            }
+        }
+    }
     let start = layout.is_real() && !a.no_start;
     let started = if start && systemd_running() {
         systemctl(&["daemon-reload"])?;
@@ -527,6 +546,9 @@ async fn uninstall(a: UninstallArgs) -> anyhow::Result<i32> {
         remove(layout.unit(unit));
     }
     remove(layout.install_file());
+    if let Some(dir) = layout.install_file().parent() {
+        let _ = std::fs::remove_dir(dir); // only if empty
+    }
     remove(file.helper.state_dir.clone());
     remove(layout.helper_runtime());
     remove(layout.daemon_runtime());

@@ -138,7 +138,13 @@ impl Daemon {
 
         out.push(match std::fs::OpenOptions::new().read(true).write(true).open("/dev/net/tun") {
             Ok(_) => check("/dev/net/tun", Level::Pass, "usable", None),
-            Err(e) => check("/dev/net/tun", Level::Fail, format!("{e}"), Some("modprobe tun")),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => check(
+                "/dev/net/tun",
+                Level::Fail,
+                format!("{e}"),
+                Some("give it its usual mode: `sudo chmod 0666 /dev/net/tun` (engines open their tap through it)"),
+            ),
+            Err(e) => check("/dev/net/tun", Level::Fail, format!("{e}"), Some("load the tun module: `sudo modprobe tun`")),
         });
         for (tool, pkg) in [
             ("mkfs.ext4", "e2fsprogs"),
