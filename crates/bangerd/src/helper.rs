@@ -103,21 +103,21 @@ pub fn authorized(uid: u32, owner_uid: u32) -> bool {
 }
 
 /// Binds the helper's socket: parent dir root-owned 0711, socket owned by
-/// the owner, 0600. A stale socket is replaced.
+/// the owner, 0600. A stale socket is replaced atomically.
 pub fn bind(socket: &Path, owner_uid: u32, owner_gid: u32) -> anyhow::Result<UnixListener> {
     let dir = socket.parent().context("the helper socket needs a directory")?;
     std::fs::create_dir_all(dir).with_context(|| format!("Cannot create {}", dir.display()))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))?;
-    match std::fs::remove_file(socket) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("Cannot replace {}", socket.display())),
-    }
-    let listener =
-        UnixListener::bind(socket).with_context(|| format!("Cannot listen on {}", socket.display()))?;
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
-    nix::unistd::chown(socket, Some(owner_uid.into()), Some(owner_gid.into()))
-        .with_context(|| format!("Cannot give {} to uid {owner_uid}", socket.display()))?;
+    // Bound under a temporary name, given its owner and mode, then renamed
+    // into place: nobody ever sees the socket with the wrong owner or mode.
+    let tmp = socket.with_extension("new");
+    let _ = std::fs::remove_file(&tmp);
+    let listener = UnixListener::bind(&tmp).with_context(|| format!("Cannot listen on {}", tmp.display()))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+    nix::unistd::chown(&tmp, Some(owner_uid.into()), Some(owner_gid.into()))
+        .with_context(|| format!("Cannot give {} to uid {owner_uid}", tmp.display()))?;
+    std::fs::rename(&tmp, socket)
+        .with_context(|| format!("Cannot move the socket to {}", socket.display()))?;
     Ok(listener)
 }
 
@@ -219,6 +219,7 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::privileged::EngineSignal;
 
     #[test]
     fn only_root_and_the_owner_are_authorized() {
@@ -251,8 +252,8 @@ mod tests {
         assert!(toml::from_str::<InstallFile>(&format!("{text}\nextra = 1\n")).is_err());
     }
 
-    /// The owner is served; requests out of policy and garbage get an
-    /// error answer. (A foreign uid is refused in the e2e tests, which can
+    /// The owner is served; requests out of policy (one per rule) and
+    /// garbage get an error answer. (A foreign uid is refused in the e2e tests, which can
     /// switch users.)
     #[test]
     fn serves_the_owner_and_checks_requests() {
@@ -269,8 +270,57 @@ mod tests {
         };
         let listener = bind(&sock, me, gid).unwrap();
         std::thread::spawn(move || serve(listener, p));
-        let e = call(&sock, &Request::DeleteTap { tap: "eth0".into() }).unwrap_err();
-        assert!(format!("{e:#}").contains("not a banger tap"), "{e:#}");
+        let refused = |req: Request, why: &str| {
+            let e = call(&sock, &req).expect_err(&format!("{req:?} must be refused"));
+            assert!(format!("{e:#}").contains(why), "{req:?}: {e:#}");
+        };
+        assert!(call(&sock, &Request::Ping).unwrap().contains("bridge banger0"));
+        // One request per rule, through the socket.
+        refused(Request::DeleteTap { tap: "eth0".into() }, "not a banger tap");
+        refused(
+            Request::EnsureBridge { bridge: "docker0".into(), cidr: "172.30.213.0/24".parse().unwrap() },
+            "not banger's",
+        );
+        let outside = vec!["10.0.0.7".parse().unwrap()];
+        refused(
+            Request::SyncNat { bridge: "banger0".into(), any_running: true, nat_ips: outside },
+            "not a guest address",
+        );
+        refused(
+            Request::SyncResolver { bridge: "banger0".into(), dns: "8.8.8.8:53".parse().unwrap() },
+            "loopback",
+        );
+        refused(
+            Request::SignalEngine { pid: std::process::id() as i32, signal: EngineSignal::Kill },
+            "not firecracker",
+        );
+        // An "engine" (a shell named firecracker) running from outside
+        // banger's dirs is refused; one whose command line names a file
+        // under them is signalled.
+        let fake = dir.path().join("firecracker");
+        std::fs::copy("/bin/sh", &fake).unwrap();
+        let spawn = |arg: &Path| {
+            // `read` is a builtin: the shell itself waits, no child to leak.
+            std::process::Command::new(&fake)
+                .args(["-c", "read x; true"])
+                .arg(arg)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        };
+        let mut foreign = spawn(Path::new("/etc/passwd"));
+        let mut ours = spawn(&dir.path().join("vms/x/fc.sock"));
+        std::thread::sleep(Duration::from_millis(100));
+        refused(
+            Request::SignalEngine { pid: foreign.id() as i32, signal: EngineSignal::Kill },
+            "banger's directories",
+        );
+        call(&sock, &Request::SignalEngine { pid: ours.id() as i32, signal: EngineSignal::Kill }).unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(ours.wait().unwrap().signal(), Some(9));
+        foreign.kill().unwrap();
+        foreign.wait().unwrap();
         // Garbage is answered with an error, not a crash.
         let mut s = UnixStream::connect(&sock).unwrap();
         s.write_all(b"{\"op\":\"nope\"}\n").unwrap();

@@ -170,6 +170,7 @@ impl Policy {
         let cmdline = std::fs::read(proc.join("cmdline")).with_context(|| format!("no process {pid}"))?;
         let ours = cmdline
             .split(|b| *b == 0)
+            .skip(1) // the program itself: its arguments must name banger's files
             .filter_map(|a| std::str::from_utf8(a).ok())
             .flat_map(|a| a.split([',', '=']))
             .any(|a| a.starts_with('/') && self.dirs.iter().any(|d| under(Path::new(a), d)));

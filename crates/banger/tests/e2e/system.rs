@@ -3,8 +3,9 @@
 //! installed units (no systemd here), inside the test's network namespace.
 //!
 //! Checks: a VM with NAT boots, its tap belongs to the user; another uid is
-//! refused by both sockets (file mode, then SO_PEERCRED); NAT rules survive a
-//! daemon kill -9 + restart and vanish with the VM; `uninstall --purge`
+//! refused by both sockets (file mode, then SO_PEERCRED); the VM and its NAT
+//! rules survive a daemon kill -9 + restart and a helper restart, and the
+//! rules vanish with the VM; `uninstall --purge`
 //! leaves no tap, bridge, rule, route, file or state behind.
 
 use crate::harness::{fixtures_dir, missing, IMAGE, KERNEL};
@@ -96,6 +97,8 @@ impl Env {
     fn start_helper(&mut self) {
         let exec = unit_values(&self.unit("bangerd-root.service"), "ExecStart").remove(0);
         let argv: Vec<&str> = exec.split_whitespace().collect();
+        let sock = self.root.path().join("run/banger-root/helper.sock");
+        let _ = std::fs::remove_file(&sock); // a killed helper leaves it
         let log = std::fs::File::create(self.root.path().join("helper.log")).unwrap();
         let child = Command::new("ip")
             .args(["netns", "exec", &self.netns])
@@ -105,7 +108,7 @@ impl Env {
             .spawn()
             .unwrap();
         self.helper = Some(child);
-        wait_for(&self.root.path().join("run/banger-root/helper.sock"));
+        wait_for(&sock);
     }
 
     /// The daemon, as bangerd.service runs it (User=, Environment=,
@@ -350,6 +353,12 @@ fn system_install_runs_the_daemon_as_a_user_with_a_root_helper() {
     e.start_daemon();
     assert_eq!(e.vm_state("sys"), "running");
     assert!(e.nat_table().is_some_and(|t| t.contains(&ip)), "NAT rules lost in the restart");
+    e.ok(&["vm", "exec", "sys", "--", "true"]);
+    // Restarting the helper leaves the VM alone too.
+    let mut h = e.helper.take().unwrap();
+    h.kill().unwrap();
+    h.wait().unwrap();
+    e.start_helper();
     e.ok(&["vm", "exec", "sys", "--", "true"]);
     e.ok(&["vm", "stop", "sys"]);
     assert!(e.nat_table().is_none(), "NAT table left after the last VM stopped");
