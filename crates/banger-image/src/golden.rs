@@ -140,6 +140,41 @@ pub fn configure(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Debian's mirror the golden image is built from.
+pub const DEBIAN_MIRROR: &str = "http://deb.debian.org/debian";
+
+/// The whole golden build: debootstrap into `work/root`, banger's config,
+/// then `mkfs.ext4 -d` into `out` (sized from the content unless
+/// `size_mib`). `on_phase(phase, message)` reports progress. Returns the
+/// installed packages for the manifest. The caller removes `work`.
+pub fn build_rootfs(
+    work: &Path,
+    debs_cache: &Path,
+    log: &Path,
+    size_mib: Option<u64>,
+    out: &Path,
+    on_phase: impl Fn(&str, String),
+) -> anyhow::Result<Vec<String>> {
+    let root = work.join("root");
+    on_phase("debootstrap", "debootstrap: Debian bookworm".into());
+    debootstrap(&root, debs_cache, DEBIAN_MIRROR, log, |l| {
+        if let Some(m) = l.strip_prefix("I: ") {
+            on_phase("debootstrap", format!("debootstrap: {m}"));
+        }
+    })?;
+    on_phase("configure", "applying banger's guest config".into());
+    configure(&root)?;
+    let packages = installed_packages(&root);
+    let content = tree_bytes(&root);
+    let size_mib = size_mib.unwrap_or_else(|| ((content * 3 / 2) >> 20).max(2048).next_multiple_of(256));
+    if content >> 20 > size_mib {
+        bail!("the image content ({} MiB) does not fit in {size_mib} MiB", content >> 20);
+    }
+    on_phase("mkfs", format!("making a {size_mib} MiB ext4 image"));
+    crate::ext4::mkfs_from_dir(out, Some(&root), size_mib, "banger-root")?;
+    Ok(packages)
+}
+
 /// `name=version` of every installed package, for the manifest.
 pub fn installed_packages(root: &Path) -> Vec<String> {
     let status = std::fs::read_to_string(root.join("var/lib/dpkg/status")).unwrap_or_default();

@@ -552,11 +552,15 @@ mod tests {
             "[network]\ncidr = \"8.8.8.0/24\"",
             "[network]\ncidr = \"10.0.0.0/8\"",
             "[network]\nbridge = \"a-very-long-bridge-name\"",
+            "[network]\nbridge = \"docker0\"",
             "engine = \"vmware\"",
             "default_image = \"../etc\"",
         ] {
             let err = parse(bad).unwrap_err();
             assert!(format!("{err:#}").contains("/x/config.toml"), "{bad}: {err:#}");
         }
+        let err = parse("[network]\nbridge = \"br0\"").unwrap_err();
+        assert!(format!("{err:#}").contains("must start with \"banger\""), "{err:#}");
+        assert_eq!(parse("[network]\nbridge = \"banger-dev\"").unwrap().bridge, "banger-dev");
     }
 }

@@ -8,11 +8,12 @@
 //! every request is then checked against the policy from the install file
 //! (see [`crate::privileged`]) and carried out one at a time.
 
-use crate::privileged::{execute, Policy, Request, Response};
+use crate::privileged::{execute, Outcome, Policy, Request, Response};
 use anyhow::{bail, Context};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -75,26 +76,64 @@ impl InstallFile {
     }
 }
 
-/// Sends one request to the helper and waits for its answer. Blocking.
-pub fn call(socket: &Path, req: &Request) -> anyhow::Result<String> {
+/// Sends one request to the helper and waits for its answer (and the file
+/// it hands over, if any). Blocking.
+pub fn call(socket: &Path, req: &Request) -> anyhow::Result<Outcome> {
     let hint =
         || format!("is the root helper running? (`banger system status`; socket {})", socket.display());
     let mut s = UnixStream::connect(socket)
         .with_context(|| format!("Cannot reach banger's root helper at {}", socket.display()))
         .with_context(hint)?;
-    s.set_read_timeout(Some(Duration::from_secs(120)))?;
+    // An image build runs debootstrap: minutes, not seconds.
+    let wait = if matches!(req, Request::BuildRootfs { .. }) { 45 * 60 } else { 120 };
+    s.set_read_timeout(Some(Duration::from_secs(wait)))?;
     s.set_write_timeout(Some(Duration::from_secs(10)))?;
     let mut line = serde_json::to_vec(req)?;
     line.push(b'\n');
     s.write_all(&line).context("Cannot send to the root helper")?;
-    let mut answer = String::new();
-    BufReader::new(s.take(MAX_REQUEST)).read_line(&mut answer).context("No answer from the root helper")?;
-    let r: Response = serde_json::from_str(answer.trim())
-        .with_context(|| format!("The root helper answered nonsense: {:?}", answer.trim()))?;
+    let (answer, fd) = read_answer(&s).context("No answer from the root helper")?;
+    let r: Response = serde_json::from_slice(answer.trim_ascii()).with_context(|| {
+        format!("The root helper answered nonsense: {:?}", String::from_utf8_lossy(&answer))
+    })?;
     if !r.ok {
         bail!("the root helper refused or failed: {}", r.error);
     }
-    Ok(r.detail)
+    Ok(Outcome { detail: r.detail, file: fd.map(std::fs::File::from) })
+}
+
+/// Reads one answer line, keeping a descriptor passed along with it
+/// (`SCM_RIGHTS`).
+fn read_answer(s: &UnixStream) -> anyhow::Result<(Vec<u8>, Option<OwnedFd>)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut buf = Vec::new();
+    let mut fd: Option<OwnedFd> = None;
+    let mut chunk = [0u8; 4096];
+    loop {
+        let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+        let mut iov = [std::io::IoSliceMut::new(&mut chunk)];
+        let msg = match recvmsg::<()>(s.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
+            Err(nix::errno::Errno::EINTR) => continue, // a signal; nothing was read
+            r => r?,
+        };
+        for c in msg.cmsgs()? {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                for f in fds {
+                    // SAFETY: the kernel just installed this descriptor for us; nothing else owns it.
+                    let owned = unsafe { OwnedFd::from_raw_fd(f) };
+                    fd.get_or_insert(owned);
+                }
+            }
+        }
+        let n = msg.bytes;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.contains(&b'\n') || buf.len() as u64 > MAX_REQUEST {
+            break;
+        }
+    }
+    Ok((buf, fd))
 }
 
 /// Whether `uid` may use a helper owned by `owner_uid`.
@@ -125,7 +164,7 @@ pub fn bind(socket: &Path, owner_uid: u32, owner_gid: u32) -> anyhow::Result<Uni
 /// connection; the operations themselves run one at a time.
 pub fn serve(listener: UnixListener, policy: Policy) -> anyhow::Result<()> {
     let policy = Arc::new(policy);
-    let one_at_a_time = Arc::new(Mutex::new(()));
+    let locks = Arc::new(Locks::default());
     for conn in listener.incoming() {
         let conn = match conn {
             Ok(c) => c,
@@ -135,13 +174,21 @@ pub fn serve(listener: UnixListener, policy: Policy) -> anyhow::Result<()> {
                 continue;
             }
         };
-        let (policy, lock) = (policy.clone(), one_at_a_time.clone());
-        std::thread::spawn(move || handle(conn, &policy, &lock));
+        let (policy, locks) = (policy.clone(), locks.clone());
+        std::thread::spawn(move || handle(conn, &policy, &locks));
     }
     Ok(())
 }
 
-fn handle(mut conn: UnixStream, policy: &Policy, lock: &Mutex<()>) {
+/// Network operations run one at a time, and so do image builds; a build
+/// (minutes) never holds up a VM start.
+#[derive(Default)]
+struct Locks {
+    network: Mutex<()>,
+    build: Mutex<()>,
+}
+
+fn handle(mut conn: UnixStream, policy: &Policy, locks: &Locks) {
     let answer = |conn: &mut UnixStream, r: Response| {
         let mut line = serde_json::to_vec(&r).unwrap_or_default();
         line.push(b'\n');
@@ -175,11 +222,21 @@ fn handle(mut conn: UnixStream, policy: &Policy, lock: &Mutex<()>) {
         }
     };
     let result = {
+        let lock = if matches!(req, Request::BuildRootfs { .. }) { &locks.build } else { &locks.network };
         let _one = lock.lock().unwrap_or_else(|e| e.into_inner());
         execute(policy, &req)
     };
     match result {
-        Ok(detail) => {
+        Ok(Outcome { detail, file: Some(file) }) => {
+            tracing::info!(uid, ?req, "helper request done; handing over a file");
+            let mut line =
+                serde_json::to_vec(&Response { ok: true, detail, error: String::new() }).unwrap_or_default();
+            line.push(b'\n');
+            if let Err(e) = send_with_fd(&conn, &line, file.as_raw_fd()) {
+                tracing::warn!(uid, "cannot hand the file over: {e}");
+            }
+        }
+        Ok(Outcome { detail, file: None }) => {
             tracing::info!(uid, ?req, "helper request done");
             answer(&mut conn, Response { ok: true, detail, error: String::new() });
         }
@@ -188,6 +245,26 @@ fn handle(mut conn: UnixStream, policy: &Policy, lock: &Mutex<()>) {
             answer(&mut conn, Response { ok: false, detail: String::new(), error: format!("{e:#}") });
         }
     }
+}
+
+/// Writes `line` with `fd` attached (`SCM_RIGHTS`), then any rest.
+fn send_with_fd(conn: &UnixStream, line: &[u8], fd: RawFd) -> anyhow::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let fds = [fd];
+    let sent = loop {
+        match sendmsg::<()>(
+            conn.as_raw_fd(),
+            &[std::io::IoSlice::new(line)],
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::empty(),
+            None,
+        ) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            r => break r?,
+        }
+    };
+    (&*conn).write_all(&line[sent..])?;
+    Ok(())
 }
 
 /// `bangerd root-helper [--install-file PATH] [--socket PATH]`.
@@ -274,7 +351,7 @@ mod tests {
             let e = call(&sock, &req).expect_err(&format!("{req:?} must be refused"));
             assert!(format!("{e:#}").contains(why), "{req:?}: {e:#}");
         };
-        assert!(call(&sock, &Request::Ping).unwrap().contains("bridge banger0"));
+        assert!(call(&sock, &Request::Ping).unwrap().detail.contains("bridge banger0"));
         // One request per rule, through the socket.
         refused(Request::DeleteTap { tap: "eth0".into() }, "not a banger tap");
         refused(

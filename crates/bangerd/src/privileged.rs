@@ -54,6 +54,25 @@ pub enum Request {
     /// Signal an engine process (firecracker, qemu or its vsock backend)
     /// that runs a VM of this installation.
     SignalEngine { pid: i32, signal: EngineSignal },
+    /// Build the golden Debian rootfs (debootstrap needs root) in the
+    /// helper's own directory; the answer carries the finished ext4 file as
+    /// an open descriptor (it is never written where the caller could
+    /// redirect it) and the installed packages as JSON.
+    BuildRootfs { size_mib: Option<u64> },
+}
+
+/// What a carried-out request produced.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub detail: String,
+    /// An open file handed to the caller (`BuildRootfs`).
+    pub file: Option<std::fs::File>,
+}
+
+impl From<String> for Outcome {
+    fn from(detail: String) -> Outcome {
+        Outcome { detail, file: None }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,6 +142,11 @@ impl Policy {
             }
             Request::ClearResolver { bridge } => self.check_bridge(bridge)?,
             Request::SignalEngine { pid, .. } => self.check_engine(*pid)?,
+            Request::BuildRootfs { size_mib } => {
+                if let Some(m) = size_mib {
+                    banger_api::validate::disk_size_mib(*m).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+                }
+            }
         }
         Ok(())
     }
@@ -198,32 +222,32 @@ fn check_tap(name: &str) -> anyhow::Result<()> {
 }
 
 /// Carries out a checked request. Blocking.
-pub fn execute(policy: &Policy, req: &Request) -> anyhow::Result<String> {
+pub fn execute(policy: &Policy, req: &Request) -> anyhow::Result<Outcome> {
     policy.check(req)?;
     let bridge = |name: &str| banger_net::Bridge {
         name: name.to_string(),
         net: policy.cidr,
         gateway: policy.cidr.hosts().next().unwrap_or(policy.cidr.network()),
     };
+    let done = |r: anyhow::Result<()>| r.map(|_| Outcome::default());
     match req {
         Request::Ping => {
-            Ok(format!("owner uid {}, bridge {}, network {}", policy.owner_uid, policy.bridge, policy.cidr))
+            Ok(format!("owner uid {}, bridge {}, network {}", policy.owner_uid, policy.bridge, policy.cidr)
+                .into())
         }
-        Request::DeleteBridge { bridge } => banger_net::delete_bridge(bridge).map(|_| String::new()),
-        Request::EnsureBridge { bridge: b, .. } => bridge(b).ensure().map(|_| String::new()),
-        Request::CreateTap { bridge: b, tap } => {
-            bridge(b).add_tap(tap, policy.owner_uid).map(|_| String::new())
-        }
-        Request::DeleteTap { tap } => banger_net::delete_tap(tap).map(|_| String::new()),
+        Request::DeleteBridge { bridge } => done(banger_net::delete_bridge(bridge)),
+        Request::EnsureBridge { bridge: b, .. } => done(bridge(b).ensure()),
+        Request::CreateTap { bridge: b, tap } => done(bridge(b).add_tap(tap, policy.owner_uid)),
+        Request::DeleteTap { tap } => done(banger_net::delete_tap(tap)),
         Request::SyncNat { bridge, any_running, nat_ips } => {
             let saved = policy.state_dir.join("ip_forward.saved");
             if !any_running && nat_ips.is_empty() && !banger_net::nat::available() {
-                return Ok("nft is not installed; nothing to remove".into());
+                return Ok(String::from("nft is not installed; nothing to remove").into());
             }
-            banger_net::nat::apply(bridge, *any_running, nat_ips, &saved).map(|_| String::new())
+            done(banger_net::nat::apply(bridge, *any_running, nat_ips, &saved))
         }
-        Request::SyncResolver { bridge, dns } => resolver::sync(bridge, *dns),
-        Request::ClearResolver { bridge } => resolver::clear(bridge),
+        Request::SyncResolver { bridge, dns } => resolver::sync(bridge, *dns).map(Outcome::from),
+        Request::ClearResolver { bridge } => resolver::clear(bridge).map(Outcome::from),
         Request::SignalEngine { pid, signal } => {
             let sig = match signal {
                 EngineSignal::Term => nix::sys::signal::Signal::SIGTERM,
@@ -231,7 +255,41 @@ pub fn execute(policy: &Policy, req: &Request) -> anyhow::Result<String> {
             };
             nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), sig)
                 .with_context(|| format!("Cannot signal pid {pid}"))?;
-            Ok(String::new())
+            Ok(Outcome::default())
+        }
+        Request::BuildRootfs { size_mib } => build_rootfs(policy, *size_mib),
+    }
+}
+
+/// Builds the golden rootfs under the helper's state dir and hands it over
+/// as an open, already unlinked file.
+fn build_rootfs(policy: &Policy, size_mib: Option<u64>) -> anyhow::Result<Outcome> {
+    let work = policy.state_dir.join(format!("build-{}", crate::util::new_id()));
+    std::fs::create_dir_all(&work).with_context(|| format!("Cannot create {}", work.display()))?;
+    let out = work.join("rootfs.ext4");
+    let log = policy.state_dir.join("image-build.log");
+    let built = banger_image::golden::build_rootfs(
+        &work,
+        &policy.state_dir.join("debs"),
+        &log,
+        size_mib,
+        &out,
+        |_, m| tracing::info!("image build: {m}"),
+    )
+    .and_then(|packages| Ok((packages, std::fs::File::open(&out)?)));
+    let _ = std::fs::remove_dir_all(&work);
+    match built {
+        Ok((packages, file)) => Ok(Outcome { detail: serde_json::to_string(&packages)?, file: Some(file) }),
+        Err(e) => {
+            // The caller cannot read the helper's log: pass its end along.
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(8).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            Err(e.context(format!(
+                "the root helper's image build failed; end of {}:\n{}",
+                log.display(),
+                tail.join("\n")
+            )))
         }
     }
 }
@@ -344,8 +402,14 @@ impl PrivOps {
         }
     }
 
-    /// Carries out `req`. Blocking: call from a blocking task.
+    /// Carries out `req`; returns what it has to say. Blocking: call from a
+    /// blocking task.
     pub fn call(&self, req: &Request) -> anyhow::Result<String> {
+        self.call_full(req).map(|o| o.detail)
+    }
+
+    /// Like [`PrivOps::call`], with the file a request may hand over.
+    pub fn call_full(&self, req: &Request) -> anyhow::Result<Outcome> {
         match self {
             PrivOps::InProcess(policy) => execute(policy, req),
             PrivOps::Helper(socket) => crate::helper::call(socket, req),

@@ -2,7 +2,8 @@
 //! root helper as root, both started by hand from the command lines in the
 //! installed units (no systemd here), inside the test's network namespace.
 //!
-//! Checks: a VM with NAT boots, its tap belongs to the user; another uid is
+//! Checks: a VM with NAT boots, its tap belongs to the user; `image build`
+//! works through the helper and boots; another uid is
 //! refused by both sockets (file mode, then SO_PEERCRED); the VM and its NAT
 //! rules survive a daemon kill -9 + restart and a helper restart, and the
 //! rules vanish with the VM; `uninstall --purge`
@@ -95,18 +96,39 @@ impl Env {
 
     /// The helper, as bangerd-root.service runs it.
     fn start_helper(&mut self) {
+        self.start_helper_from(None);
+    }
+
+    /// The helper with another install file, outside the namespace (see
+    /// the image build below); `None`: as the unit runs it, in the
+    /// namespace.
+    fn start_helper_from(&mut self, outside: Option<&Path>) {
+        if let Some(mut h) = self.helper.take() {
+            h.kill().unwrap();
+            h.wait().unwrap();
+        }
         let exec = unit_values(&self.unit("bangerd-root.service"), "ExecStart").remove(0);
-        let argv: Vec<&str> = exec.split_whitespace().collect();
+        let mut argv: Vec<String> = exec.split_whitespace().map(String::from).collect();
         let sock = self.root.path().join("run/banger-root/helper.sock");
         let _ = std::fs::remove_file(&sock); // a killed helper leaves it
-        let log = std::fs::File::create(self.root.path().join("helper.log")).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.netns])
-            .args(&argv)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.root.path().join("helper.log"))
             .unwrap();
+        let mut cmd = match outside {
+            Some(install) => {
+                let at = argv.iter().position(|a| a == "--install-file").unwrap();
+                argv[at + 1] = install.display().to_string();
+                Command::new(&argv[0])
+            }
+            None => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &self.netns]).arg(&argv[0]);
+                c
+            }
+        };
+        let child = cmd.args(&argv[1..]).stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap();
         self.helper = Some(child);
         wait_for(&sock);
     }
@@ -334,6 +356,43 @@ fn system_install_runs_the_daemon_as_a_user_with_a_root_helper() {
     assert_eq!(privs["level"], "pass", "{privs}");
     assert!(privs["detail"].as_str().unwrap().contains("root helper at"), "{privs}");
 
+    // `image build` from the user's daemon: debootstrap runs in the root
+    // helper, the finished image comes back as a file descriptor. (The
+    // helper's package cache is seeded from the fixtures' to spare the
+    // mirror.)
+    let debs = fixtures_dir().join("env/cache/banger/debs");
+    if debs.is_dir() {
+        let dst = e.root.path().join("var/lib/banger-root");
+        std::fs::create_dir_all(&dst).unwrap();
+        Command::new("cp").arg("-a").arg(&debs).arg(&dst).status().unwrap();
+    }
+    // debootstrap needs Debian's mirror, which the namespace cannot reach:
+    // for the build, the helper runs outside it, with a policy whose bridge
+    // matches nothing, so any network request would be refused rather than
+    // touch the host's interfaces.
+    let fenced = e.root.path().join("etc/banger/build-only.toml");
+    let text = std::fs::read_to_string(e.root.path().join("etc/banger/install.toml")).unwrap();
+    std::fs::write(&fenced, text.replace("bridge = \"banger0\"", "bridge = \"banger-none\"")).unwrap();
+    e.start_helper_from(Some(&fenced));
+    let r = e.banger(&["image", "build", "--name", "built"]);
+    e.start_helper();
+    ok(r, "image build through the helper");
+    let img: serde_json::Value = serde_json::from_str(&e.ok(&["image", "show", "built", "--json"])).unwrap();
+    assert_eq!(img["manifest"]["builder"], "banger image build (root helper)", "{img}");
+    let rootfs = PathBuf::from(img["rootfs_path"].as_str().unwrap());
+    let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&rootfs).unwrap());
+    assert_eq!(owner, e.uid, "the image must belong to the user");
+    let leftovers: Vec<_> = std::fs::read_dir(e.root.path().join("var/lib/banger-root"))
+        .unwrap()
+        .flatten()
+        .filter(|d| d.file_name().to_string_lossy().starts_with("build-"))
+        .collect();
+    assert!(leftovers.is_empty(), "the helper left its build dir");
+    e.ok(&["vm", "create", "--name", "b", "--image", "built"]);
+    let os = e.ok(&["vm", "exec", "b", "--", "cat", "/etc/os-release"]);
+    assert!(os.contains("bookworm"), "{os}");
+    e.ok(&["vm", "delete", "b"]);
+
     // Another uid: both sockets refuse it (file mode), and the helper's
     // SO_PEERCRED check refuses it even when the file mode would not.
     let s = e.status_as_nobody();
@@ -355,9 +414,6 @@ fn system_install_runs_the_daemon_as_a_user_with_a_root_helper() {
     assert!(e.nat_table().is_some_and(|t| t.contains(&ip)), "NAT rules lost in the restart");
     e.ok(&["vm", "exec", "sys", "--", "true"]);
     // Restarting the helper leaves the VM alone too.
-    let mut h = e.helper.take().unwrap();
-    h.kill().unwrap();
-    h.wait().unwrap();
     e.start_helper();
     e.ok(&["vm", "exec", "sys", "--", "true"]);
     e.ok(&["vm", "stop", "sys"]);

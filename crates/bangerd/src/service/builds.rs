@@ -5,14 +5,13 @@ use super::images::stage_image;
 use super::kernels::publish_kernel_files;
 use super::{Daemon, Progress};
 use crate::error::{OrInternal, Result};
+use crate::privileged::Request;
 use crate::util::new_id;
+use anyhow::Context;
 use banger_api::{validate, ApiError, BuildImageRequest, BuildKernelRequest, Image, Kernel};
-use banger_image::{ext4, golden, kernel_build};
+use banger_image::{golden, kernel_build};
 use std::path::PathBuf;
 use std::sync::Arc;
-
-/// Debian mirror for image builds.
-pub const DEBIAN_MIRROR: &str = "http://deb.debian.org/debian";
 
 impl Daemon {
     fn build_log(&self, what: &str) -> Result<PathBuf> {
@@ -97,14 +96,21 @@ impl Daemon {
         })?;
         let agent = self.agent_binary()?;
         self.ensure_image_absent(&name)?;
-        if !nix::unistd::geteuid().is_root() {
+        // debootstrap needs root: a daemon running as its user asks the
+        // root helper, which builds in its own directory and hands the
+        // finished file over.
+        let via_helper = !nix::unistd::geteuid().is_root();
+        if via_helper && !self.privops.available() {
             return Err(ApiError::unavailable("Building an image runs debootstrap, which needs root")
-                .with_hint("run the daemon as root for the build (`sudo banger image build`), or register an existing ext4 image with `banger image register`"));
+                .with_hint(format!(
+                    "{}; or pull or import an image instead (`banger image pull REGISTRY/REPO:TAG`)",
+                    self.privops.unavailable_hint()
+                )));
         }
         let _guard = self.name_locks.lock(&format!("image/{name}")).await;
         self.ensure_image_absent(&name)?;
         let log = self.build_log("image-build")?;
-        if !banger_image::build::have("debootstrap") {
+        if !via_helper && !banger_image::build::have("debootstrap") {
             progress.phase("install", "installing debootstrap");
             let (log2, p) = (log.clone(), progress.clone());
             tokio::task::spawn_blocking(move || {
@@ -118,37 +124,30 @@ impl Daemon {
         }
         let id = new_id();
         let work = self.paths.cache_dir.join("image-build").join(&id);
-        let root = work.join("root");
         let debs = self.paths.cache_dir.join("debs");
         let images_dir = self.paths.images_dir();
         let p = progress.clone();
         let size_req = req.size_mib;
-        let (log2, id2, root2) = (log.clone(), id.clone(), root.clone());
+        let (log2, id2, work2, ops) = (log.clone(), id.clone(), work.clone(), self.privops.clone());
         let t0 = std::time::Instant::now();
         let result = tokio::task::spawn_blocking(
             move || -> anyhow::Result<(super::images::StagedImage, serde_json::Value)> {
-                p.phase("debootstrap", "debootstrap: Debian bookworm");
-                golden::debootstrap(&root2, &debs, DEBIAN_MIRROR, &log2, |l| {
-                    if let Some(m) = l.strip_prefix("I: ") {
-                        p.phase("debootstrap", format!("debootstrap: {m}"));
+                let mut packages: Vec<String> = Vec::new();
+                let fill = |dst: &std::path::Path| -> anyhow::Result<()> {
+                    if via_helper {
+                        p.phase("build", "the root helper builds the image: debootstrap, config, mkfs (minutes)");
+                        let out = ops.call_full(&Request::BuildRootfs { size_mib: size_req })?;
+                        packages = serde_json::from_str(&out.detail).context("the helper's package list")?;
+                        let file = out.file.context("the root helper handed no image over")?;
+                        p.phase("copy", "taking the image over from the root helper");
+                        let src = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
+                        banger_image::fsutil::sparse_copy(std::path::Path::new(&src), dst)?;
+                    } else {
+                        packages = golden::build_rootfs(&work2, &debs, &log2, size_req, dst, |ph, m| p.phase(ph, m))?;
                     }
-                })?;
-                p.phase("configure", "applying banger's guest config");
-                golden::configure(&root2)?;
-                let packages = golden::installed_packages(&root2);
-                let content = golden::tree_bytes(&root2);
-                let size_mib =
-                    size_req.unwrap_or_else(|| ((content * 3 / 2) >> 20).max(2048).next_multiple_of(256));
-                if content >> 20 > size_mib {
-                    anyhow::bail!("the image content ({} MiB) does not fit in {size_mib} MiB", content >> 20);
-                }
-                p.phase("mkfs", format!("making a {} ext4 image", validate::format_mib(size_mib)));
-                let staged = stage_image(
-                    &images_dir,
-                    &id2,
-                    |dst| ext4::mkfs_from_dir(dst, Some(&root2), size_mib, "banger-root"),
-                    &agent,
-                )?;
+                    Ok(())
+                };
+                let staged = stage_image(&images_dir, &id2, fill, &agent)?;
                 let manifest = serde_json::json!({
                     "distro": "debian",
                     "release": "bookworm",
@@ -156,7 +155,7 @@ impl Daemon {
                     "packages": packages,
                     "built_at": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
                     "agent_version": banger_api::build_id(),
-                    "builder": "banger image build",
+                    "builder": if via_helper { "banger image build (root helper)" } else { "banger image build" },
                 });
                 Ok((staged, manifest))
             },
