@@ -160,7 +160,6 @@ fn helper_unit(bangerd: &Path, install_file: &Path) -> String {
     format!(
         "[Unit]
 Description=banger root helper (bridge, taps, NAT and DNS routing for bangerd)
-Documentation=man:banger(1)
 Before={DAEMON_UNIT}
 
 [Service]
@@ -206,7 +205,6 @@ fn daemon_unit(bangerd: &Path, file: &InstallFile, paths: &Paths, kvm_group: boo
     format!(
         "[Unit]
 Description=banger daemon for {owner}
-Documentation=man:banger(1)
 Wants={HELPER_UNIT}
 After={HELPER_UNIT} network.target
 
@@ -277,6 +275,13 @@ async fn install(a: InstallArgs) -> anyhow::Result<i32> {
         .with_context(|| format!("no user {:?} on this machine (see `getent passwd`)", a.owner))?;
     if user.uid.is_root() {
         bail!("the owner must be an ordinary user: running the daemon as root needs no install (just use banger as root)");
+    }
+    if !user.dir.is_dir() {
+        bail!(
+            "{}'s home {} does not exist; banger keeps the owner's VMs and images there",
+            a.owner,
+            user.dir.display()
+        );
     }
     if !a.prefix.is_absolute() {
         bail!("--prefix must be an absolute path");

@@ -315,6 +315,18 @@ fn system_install_runs_the_daemon_as_a_user_with_a_root_helper() {
     let hu = e.unit("bangerd-root.service");
     assert!(hu.contains("CapabilityBoundingSet=CAP_NET_ADMIN") && hu.contains("SendSIGKILL=no"), "{hu}");
 
+    // systemd's own check of the units, where its tools are installed.
+    if on_path("systemd-analyze").is_some() {
+        let units = e.root.path().join("etc/systemd/system");
+        let out = Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(units.join("bangerd-root.service"))
+            .arg(units.join("bangerd.service"))
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && said.trim().is_empty(), "systemd-analyze verify: {said}");
+    }
     e.start_helper();
     e.start_daemon();
     let f = fixtures_dir();
