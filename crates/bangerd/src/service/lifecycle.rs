@@ -670,7 +670,7 @@ impl Daemon {
             }
         }
         for tap in taps.into_iter().filter(|t| banger_net::link_exists(t)) {
-            if let Err(e) = self.release_tap(&tap) {
+            if let Err(e) = self.release_tap(&tap).await {
                 errors.push(format!("{e:#}"));
             }
         }
@@ -838,7 +838,7 @@ impl Daemon {
             let known: Vec<String> = vms.iter().map(|v| banger_net::tap_name(&v.id)).collect();
             for tap in banger_net::list_taps() {
                 if !known.contains(&tap) {
-                    if let Err(e) = self.delete_tap_blocking(&tap) {
+                    if let Err(e) = self.delete_tap(&tap).await {
                         tracing::warn!("reconcile: {e:#}");
                     }
                 }

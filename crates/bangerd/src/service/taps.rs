@@ -72,8 +72,9 @@ impl Daemon {
     }
 
     /// Gives a tap back after its VM stopped: into the pool while it is
-    /// short, else deleted.
-    pub(crate) fn release_tap(&self, tap: &str) -> anyhow::Result<()> {
+    /// short, else deleted (off the async threads: it runs `ip`, perhaps
+    /// through the helper).
+    pub(crate) async fn release_tap(&self, tap: &str) -> anyhow::Result<()> {
         if banger_net::is_pool_tap(tap) && banger_net::link_exists(tap) {
             let mut pool = self.tap_pool.lock().unwrap_or_else(|e| e.into_inner());
             if pool.len() < self.config.tap_pool && !pool.iter().any(|t| t == tap) {
@@ -81,7 +82,17 @@ impl Daemon {
                 return Ok(());
             }
         }
-        self.delete_tap_blocking(tap)
+        self.delete_tap(tap).await
+    }
+
+    /// [`Daemon::delete_tap_blocking`] on a blocking thread.
+    pub(crate) async fn delete_tap(&self, tap: &str) -> anyhow::Result<()> {
+        if !banger_net::link_exists(tap) {
+            return Ok(());
+        }
+        let (ops, req) = (self.privops.clone(), Request::DeleteTap { tap: tap.to_string() });
+        tokio::task::spawn_blocking(move || ops.call(&req)).await??;
+        Ok(())
     }
 
     /// Tops the pool up in the background (one refill at a time).
