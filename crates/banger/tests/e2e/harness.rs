@@ -90,6 +90,24 @@ pub fn engine() -> String {
     }
 }
 
+/// Imports the fixture kernel and registers the fixture image under the
+/// default names, through `banger` (however the caller runs it).
+pub fn register_fixtures(banger_ok: impl Fn(&[&str])) {
+    let f = fixtures_dir();
+    banger_ok(&["kernel", "import", KERNEL, "--vmlinux", f.join("vmlinux").to_str().unwrap()]);
+    let rootfs = f.join("rootfs.ext4");
+    banger_ok(&[
+        "image",
+        "register",
+        "--name",
+        IMAGE,
+        "--rootfs",
+        rootfs.to_str().unwrap(),
+        "--kernel",
+        KERNEL,
+    ]);
+}
+
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// A private banger in its own network namespace, with the fixture kernel
@@ -124,18 +142,9 @@ impl E2e {
             format!("engine = \"{engine}\"\n{extra_config}\n[vm_defaults]\nmemory = \"512M\"\n"),
         )
         .unwrap();
-        let f = fixtures_dir();
-        e.ok(&["kernel", "import", KERNEL, "--vmlinux", f.join("vmlinux").to_str().unwrap()]);
-        e.ok(&[
-            "image",
-            "register",
-            "--name",
-            IMAGE,
-            "--rootfs",
-            f.join("rootfs.ext4").to_str().unwrap(),
-            "--kernel",
-            KERNEL,
-        ]);
+        register_fixtures(|args| {
+            e.ok(args);
+        });
         Some(e)
     }
 

@@ -9,7 +9,7 @@
 //! rules vanish with the VM; `uninstall --purge`
 //! leaves no tap, bridge, rule, route, file or state behind.
 
-use crate::harness::{fixtures_dir, missing, IMAGE, KERNEL};
+use crate::harness::{fixtures_dir, missing, register_fixtures};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -329,18 +329,9 @@ fn system_install_runs_the_daemon_as_a_user_with_a_root_helper() {
     }
     e.start_helper();
     e.start_daemon();
-    let f = fixtures_dir();
-    e.ok(&["kernel", "import", KERNEL, "--vmlinux", f.join("vmlinux").to_str().unwrap()]);
-    e.ok(&[
-        "image",
-        "register",
-        "--name",
-        IMAGE,
-        "--rootfs",
-        f.join("rootfs.ext4").to_str().unwrap(),
-        "--kernel",
-        KERNEL,
-    ]);
+    register_fixtures(|args| {
+        e.ok(args);
+    });
 
     // A VM with NAT boots under the user's daemon, network from the helper.
     e.ok(&["vm", "create", "--name", "sys", "--nat"]);
