@@ -10,7 +10,7 @@ use http::{header, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// How long to wait for a freshly started daemon to answer.
@@ -37,7 +37,7 @@ impl Client {
     /// daemon as needed.
     pub async fn connect(paths: Paths) -> anyhow::Result<Client> {
         let c = Client::new(paths);
-        let service = c.paths.runtime_dir == Path::new(bangerd::paths::SYSTEM_RUNTIME_DIR);
+        let service = c.paths.is_service();
         match c.probe_patiently().await? {
             Reach::Up(info) if info.build_id == banger_api::build_id() && !rebuilt(&info) => return Ok(c),
             // A service daemon is systemd's to restart, not ours.
@@ -116,7 +116,7 @@ impl Client {
     }
 
     async fn start_daemon(&self) -> anyhow::Result<()> {
-        if self.paths.runtime_dir == Path::new(bangerd::paths::SYSTEM_RUNTIME_DIR) {
+        if self.paths.is_service() {
             // Installed as a service: systemd starts it, not us.
             let msg =
                 format!("bangerd.service is not running (no socket at {})", self.paths.socket().display());

@@ -61,6 +61,12 @@ impl Paths {
         })
     }
 
+    /// Whether these are the paths of a daemon systemd runs
+    /// (`banger system install`): nobody but systemd starts or replaces it.
+    pub fn is_service(&self) -> bool {
+        self.runtime_dir == Path::new(SYSTEM_RUNTIME_DIR)
+    }
+
     pub fn config_file(&self) -> PathBuf {
         self.config_dir.join("config.toml")
     }

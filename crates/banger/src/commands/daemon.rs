@@ -44,7 +44,11 @@ pub async fn run(client: Client, cmd: DaemonCmd) -> anyhow::Result<i32> {
                     output::json(&serde_json::json!({"running": false, "socket": sock}))?;
                 } else {
                     println!("bangerd is not running (socket {sock})");
-                    eprintln!("hint: any banger command starts it, e.g. `banger ps`");
+                    if client.paths.is_service() {
+                        eprintln!("hint: it is bangerd.service: `sudo systemctl start bangerd-root bangerd`");
+                    } else {
+                        eprintln!("hint: any banger command starts it, e.g. `banger ps`");
+                    }
                 }
                 Ok(3)
             }
@@ -53,6 +57,11 @@ pub async fn run(client: Client, cmd: DaemonCmd) -> anyhow::Result<i32> {
             Some(info) => {
                 client.stop_daemon().await?;
                 println!("bangerd (pid {}) stopped; running VMs keep running", info.pid);
+                if client.paths.is_service() {
+                    eprintln!(
+                        "note: it is bangerd.service; start it again with `sudo systemctl start bangerd`"
+                    );
+                }
                 Ok(0)
             }
             None => {

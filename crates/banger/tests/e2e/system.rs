@@ -272,6 +272,10 @@ fn system_install_runs_the_daemon_as_a_user_with_a_root_helper() {
     let user = format!("bgsys{}", std::process::id() % 100_000);
     let home = PathBuf::from(format!("/var/tmp/{user}-home"));
     let _ = std::fs::remove_dir_all(&home);
+    // Left by a run that was killed before its cleanup (same PID, rare).
+    if nix::unistd::User::from_name(&user).ok().flatten().is_some() {
+        let _ = Command::new("userdel").arg(&user).status();
+    }
     let made = Command::new("useradd")
         .args(["--system", "--create-home", "--shell", "/usr/sbin/nologin", "--home-dir"])
         .arg(&home)
