@@ -191,3 +191,17 @@ fn config_show_reports_sources_and_rejects_bad_files() {
     let r = e.fails(&["ps"]);
     assert!(r.stderr.contains("bogus_key") || r.stderr.contains("unknown field"), "{}", r.stderr);
 }
+
+/// A daemon that starts no VM leaves the host's interfaces alone: the
+/// bridge and the tap pool appear with the first VM start, not before.
+#[test]
+fn an_idle_daemon_makes_no_bridge_or_taps() {
+    let e = Env::new();
+    let bridge = format!("bangercli{}", std::process::id() % 100_000);
+    e.config(&format!("[network]\nbridge = \"{bridge}\"\n"));
+    e.ok(&["ps"]);
+    // The pool refill runs in the background after start-up: give it time.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    e.ok(&["ps"]);
+    assert!(!std::path::Path::new("/sys/class/net").join(&bridge).exists(), "bridge {bridge} was created");
+}

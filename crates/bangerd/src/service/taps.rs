@@ -112,8 +112,10 @@ impl Daemon {
     }
 
     fn refill_blocking(&self) -> anyhow::Result<()> {
+        // The first VM start makes the bridge: a daemon that never starts a
+        // VM leaves the host's interfaces alone.
         if !banger_net::link_exists(&self.config.bridge) {
-            self.ensure_bridge_blocking()?;
+            return Ok(());
         }
         loop {
             let (short, taken): (bool, Vec<String>) = {
