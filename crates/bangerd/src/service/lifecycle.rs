@@ -833,7 +833,7 @@ impl Daemon {
             rts.values().filter_map(|rt| rt.handles.tap.clone()).collect()
         };
         if self.privops.available() {
-            self.adopt_pool_taps(&in_use);
+            self.adopt_pool_taps(&in_use).await;
             // Taps of VMs that no longer exist.
             let known: Vec<String> = vms.iter().map(|v| banger_net::tap_name(&v.id)).collect();
             for tap in banger_net::list_taps() {

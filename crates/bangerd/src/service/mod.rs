@@ -79,7 +79,7 @@ pub struct Daemon {
     pub(crate) runtimes: Mutex<HashMap<String, Arc<lifecycle::Runtime>>>,
     pub(crate) generation: std::sync::atomic::AtomicU64,
     /// Whether this daemon has set up the bridge already.
-    pub(crate) bridge_ready: Arc<std::sync::atomic::AtomicBool>,
+    pub(crate) bridge_ready: std::sync::atomic::AtomicBool,
     /// Ready taps on the bridge (see `taps`), and the one refill at a time.
     pub(crate) tap_pool: Mutex<Vec<String>>,
     pub(crate) tap_refill: tokio::sync::Mutex<()>,
@@ -124,7 +124,7 @@ impl Daemon {
             exe: own_exe(),
             runtimes: Mutex::new(HashMap::new()),
             generation: std::sync::atomic::AtomicU64::new(0),
-            bridge_ready: Arc::default(),
+            bridge_ready: std::sync::atomic::AtomicBool::new(false),
             tap_pool: Mutex::new(Vec::new()),
             tap_refill: tokio::sync::Mutex::new(()),
             shutdown: Notify::new(),

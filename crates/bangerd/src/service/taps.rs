@@ -36,15 +36,6 @@ impl Daemon {
         Ok(())
     }
 
-    /// Deletes one of banger's taps; missing is fine. Blocking.
-    pub(crate) fn delete_tap_blocking(&self, tap: &str) -> anyhow::Result<()> {
-        if !banger_net::link_exists(tap) {
-            return Ok(());
-        }
-        self.privops.call(&Request::DeleteTap { tap: tap.to_string() })?;
-        Ok(())
-    }
-
     /// SIGKILLs an engine process; one that belongs to another uid (left
     /// by a daemon that ran as root) is killed through the root helper.
     pub(crate) async fn kill_engine(&self, p: &ProcessRef) {
@@ -72,8 +63,7 @@ impl Daemon {
     }
 
     /// Gives a tap back after its VM stopped: into the pool while it is
-    /// short, else deleted (off the async threads: it runs `ip`, perhaps
-    /// through the helper).
+    /// short, else deleted.
     pub(crate) async fn release_tap(&self, tap: &str) -> anyhow::Result<()> {
         if banger_net::is_pool_tap(tap) && banger_net::link_exists(tap) {
             let mut pool = self.tap_pool.lock().unwrap_or_else(|e| e.into_inner());
@@ -85,7 +75,8 @@ impl Daemon {
         self.delete_tap(tap).await
     }
 
-    /// [`Daemon::delete_tap_blocking`] on a blocking thread.
+    /// Deletes one of banger's taps (missing is fine), off the async
+    /// threads: it runs `ip`, perhaps through the helper.
     pub(crate) async fn delete_tap(&self, tap: &str) -> anyhow::Result<()> {
         if !banger_net::link_exists(tap) {
             return Ok(());
@@ -137,19 +128,20 @@ impl Daemon {
 
     /// After a restart: pool taps no live VM holds become the pool (extra
     /// ones are deleted), then the pool is topped up.
-    pub(crate) fn adopt_pool_taps(self: &Arc<Self>, in_use: &[String]) {
+    pub(crate) async fn adopt_pool_taps(self: &Arc<Self>, in_use: &[String]) {
         let mut free: Vec<String> =
             banger_net::list_pool_taps().into_iter().filter(|t| !in_use.contains(t)).collect();
         free.sort();
-        {
+        let extra = {
             let mut pool = self.tap_pool.lock().unwrap_or_else(|e| e.into_inner());
             pool.clear();
-            for t in free {
-                if pool.len() < self.config.tap_pool {
-                    pool.push(t);
-                } else if let Err(e) = self.delete_tap_blocking(&t) {
-                    tracing::warn!("cannot delete extra pool tap {t}: {e:#}");
-                }
+            let keep = free.len().min(self.config.tap_pool);
+            pool.extend(free.drain(..keep));
+            free
+        };
+        for t in extra {
+            if let Err(e) = self.delete_tap(&t).await {
+                tracing::warn!("cannot delete extra pool tap {t}: {e:#}");
             }
         }
         self.refill_taps();
