@@ -30,6 +30,11 @@ pub fn guest_mac(id: &str) -> String {
     format!("06:{}:{}:{}:{}:{}", b[0], b[1], b[2], b[3], b[4])
 }
 
+/// The bridge's own address: the first host address of the network.
+pub fn gateway(net: &Ipv4Net) -> Option<Ipv4Addr> {
+    net.hosts().next()
+}
+
 /// The kernel's `ip=` argument for a static guest address.
 pub fn kernel_ip_arg(guest: Ipv4Addr, net: &Ipv4Net, gateway: Ipv4Addr, hostname: &str) -> String {
     format!("ip={guest}::{gateway}:{}:{hostname}:eth0:off", net.netmask())
@@ -74,14 +79,18 @@ pub fn list_pool_taps() -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Whether `name` is a per-VM tap: `bg` + a 12-hex-digit VM id.
+pub fn is_vm_tap(name: &str) -> bool {
+    name.strip_prefix(TAP_PREFIX).is_some_and(|id| {
+        id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
 /// banger's per-VM taps that exist now (pool taps not included).
 pub fn list_taps() -> Vec<String> {
     std::fs::read_dir("/sys/class/net")
         .map(|d| {
-            d.flatten()
-                .filter_map(|e| e.file_name().into_string().ok())
-                .filter(|n| n.starts_with(TAP_PREFIX) && n.len() == TAP_PREFIX.len() + 12)
-                .collect()
+            d.flatten().filter_map(|e| e.file_name().into_string().ok()).filter(|n| is_vm_tap(n)).collect()
         })
         .unwrap_or_default()
 }
@@ -171,6 +180,8 @@ mod tests {
     fn names_and_addresses() {
         assert_eq!(tap_name("0123456789ab"), "bg0123456789ab");
         assert!(check_ifname(&tap_name("0123456789ab")).is_ok());
+        assert!(is_vm_tap(&tap_name("0123456789ab")));
+        assert!(!is_vm_tap("bgpool00000000") && !is_vm_tap("bg0123456789AB"));
         assert_eq!(guest_mac("0123456789ab"), "06:01:23:45:67:89");
         let net: Ipv4Net = "172.30.213.0/24".parse().unwrap();
         assert_eq!(

@@ -399,7 +399,7 @@ impl Config {
 
     /// The bridge's own address: the first host address of the CIDR.
     pub fn gateway(&self) -> std::net::Ipv4Addr {
-        self.cidr.hosts().next().expect("a CIDR of /30 or larger has hosts")
+        banger_net::gateway(&self.cidr).expect("a CIDR of /30 or larger has hosts")
     }
 }
 

@@ -163,11 +163,10 @@ impl Policy {
     }
 
     fn check_guest_ip(&self, ip: Ipv4Addr) -> anyhow::Result<()> {
-        let gateway = self.cidr.hosts().next();
         if !self.cidr.contains(&ip) || ip == self.cidr.network() || ip == self.cidr.broadcast() {
             bail!("address {ip} is not a guest address in banger's network {}", self.cidr);
         }
-        if Some(ip) == gateway {
+        if Some(ip) == banger_net::gateway(&self.cidr) {
             bail!("address {ip} is the bridge's own address, not a guest's");
         }
         Ok(())
@@ -212,10 +211,7 @@ fn under(path: &Path, dir: &Path) -> bool {
 
 fn check_tap(name: &str) -> anyhow::Result<()> {
     banger_net::check_ifname(name)?;
-    let per_vm = name.strip_prefix(banger_net::TAP_PREFIX).is_some_and(|id| {
-        id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    });
-    if !per_vm && !banger_net::is_pool_tap(name) {
+    if !banger_net::is_vm_tap(name) && !banger_net::is_pool_tap(name) {
         bail!("interface {name:?} is not a banger tap (bg<12 hex digits> or bgpool<n>)");
     }
     Ok(())
@@ -227,7 +223,7 @@ pub fn execute(policy: &Policy, req: &Request) -> anyhow::Result<Outcome> {
     let bridge = |name: &str| banger_net::Bridge {
         name: name.to_string(),
         net: policy.cidr,
-        gateway: policy.cidr.hosts().next().unwrap_or(policy.cidr.network()),
+        gateway: banger_net::gateway(&policy.cidr).unwrap_or(policy.cidr.network()),
     };
     let done = |r: anyhow::Result<()>| r.map(|_| Outcome::default());
     match req {
@@ -241,8 +237,9 @@ pub fn execute(policy: &Policy, req: &Request) -> anyhow::Result<Outcome> {
         Request::DeleteTap { tap } => done(banger_net::delete_tap(tap)),
         Request::SyncNat { bridge, any_running, nat_ips } => {
             let saved = policy.state_dir.join("ip_forward.saved");
-            if !any_running && nat_ips.is_empty() && !banger_net::nat::available() {
-                return Ok(String::from("nft is not installed; nothing to remove").into());
+            if nat_ips.is_empty() && !banger_net::nat::available() {
+                // Nothing asked of nft, and no table it could have made.
+                return Ok(String::from("nft is not installed; no NAT rules to keep").into());
             }
             done(banger_net::nat::apply(bridge, *any_running, nat_ips, &saved))
         }

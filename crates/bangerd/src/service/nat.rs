@@ -4,7 +4,7 @@
 
 use super::Daemon;
 use crate::error::Result;
-use crate::privileged::{PrivOps, Request};
+use crate::privileged::Request;
 use banger_api::ApiError;
 use banger_store::VmRecord;
 
@@ -32,12 +32,6 @@ impl Daemon {
                     )));
             }
             return Ok(());
-        }
-        if nat_ips.is_empty()
-            && matches!(self.privops, PrivOps::InProcess(_))
-            && !banger_net::nat::available()
-        {
-            return Ok(()); // nothing to do without nft, and nothing asked of it
         }
         let req = Request::SyncNat {
             bridge: self.config.bridge.clone(),
