@@ -308,19 +308,6 @@ pub fn purge_network(policy: &Policy) -> Vec<String> {
     reqs.iter().filter_map(|r| execute(policy, r).err().map(|e| format!("{e:#}"))).collect()
 }
 
-/// SIGKILLs the engines recorded in `vms_dir/*/handles.json` that still run
-/// (each checked by PID, start time and command line first).
-pub fn kill_recorded_engines(vms_dir: &Path) {
-    let Ok(dir) = std::fs::read_dir(vms_dir) else { return };
-    for e in dir.flatten() {
-        let Ok(data) = std::fs::read(e.path().join("handles.json")) else { continue };
-        let Ok(h) = serde_json::from_slice::<banger_engine::Handles>(&data) else { continue };
-        for p in std::iter::once(&h.vmm).chain(&h.helpers) {
-            let _ = banger_engine::process::kill(p, nix::sys::signal::Signal::SIGKILL);
-        }
-    }
-}
-
 /// `.vm` routing through systemd-resolved's per-link DNS.
 mod resolver {
     use anyhow::bail;

@@ -529,7 +529,7 @@ async fn uninstall(a: UninstallArgs) -> anyhow::Result<i32> {
         note(client.stop_daemon().await, "stopping the daemon");
     }
     // Engines the daemon could not stop (or that ran without it).
-    bangerd::privileged::kill_recorded_engines(&paths.vms_dir());
+    bangerd::service::lifecycle::kill_recorded_engines(&paths.vms_dir());
     // 2. The services.
     if layout.is_real() && systemd_running() {
         note(systemctl(&["disable", "--now", DAEMON_UNIT, HELPER_UNIT]), "stopping the services");

@@ -87,6 +87,23 @@ fn handles_path(vm_dir: &Path) -> PathBuf {
     vm_dir.join("handles.json")
 }
 
+/// The engine handles recorded in a VM's dir, if readable.
+fn read_handles(vm_dir: &Path) -> Option<Handles> {
+    std::fs::read(handles_path(vm_dir)).ok().and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+/// SIGKILLs the engines recorded under `vms_dir/*/handles.json` that still
+/// run (each checked by PID, start time and command line first). For
+/// `system uninstall`, which runs without a daemon.
+pub fn kill_recorded_engines(vms_dir: &Path) {
+    let Ok(dir) = std::fs::read_dir(vms_dir) else { return };
+    for h in dir.flatten().filter_map(|e| read_handles(&e.path())) {
+        for p in std::iter::once(&h.vmm).chain(&h.helpers) {
+            let _ = process::kill(p, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
 /// The last lines of the serial console, for error messages.
 pub fn console_tail(vm_dir: &Path, lines: usize) -> String {
     process::tail(&vm_dir.join("console.log"), lines)
@@ -755,9 +772,7 @@ impl Daemon {
         };
         for vm in &vms {
             let state = VmState::parse(&vm.state).unwrap_or(VmState::Error);
-            let handles: Option<Handles> = std::fs::read(handles_path(Path::new(&vm.vm_dir)))
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok());
+            let handles = read_handles(Path::new(&vm.vm_dir));
             let live = handles.as_ref().filter(|h| process::cmdline_contains(&h.vmm, &vm.id)).cloned();
             match (state.has_runtime(), live) {
                 (true, Some(h)) => {
