@@ -408,6 +408,17 @@ struct Check {
     detail: String,
 }
 
+impl Check {
+    /// OK with what was found, or FAIL with why.
+    fn new(name: &str, r: anyhow::Result<String>) -> Check {
+        let (ok, detail) = match r {
+            Ok(d) => (true, d),
+            Err(e) => (false, format!("{e:#}")),
+        };
+        Check { name: name.into(), ok, detail }
+    }
+}
+
 async fn status(a: StatusArgs) -> anyhow::Result<i32> {
     let layout = Layout::new(a.root.as_deref(), Path::new("/usr/local"));
     let path = layout.install_file();
@@ -424,47 +435,26 @@ async fn status(a: StatusArgs) -> anyhow::Result<i32> {
         }
     };
     let mut checks: Vec<Check> = Vec::new();
-    let mut check =
-        |name: &str, ok: bool, detail: String| checks.push(Check { name: name.into(), ok, detail });
     if layout.is_real() && systemd_running() {
         for unit in [HELPER_UNIT, DAEMON_UNIT] {
             let out = Command::new("systemctl").args(["is-active", unit]).output();
             let state =
                 out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
-            check(unit, state == "active", state);
+            let active = state == "active";
+            checks.push(Check { name: unit.into(), ok: active, detail: state });
         }
     }
-    let sock = &file.helper.socket;
-    let helper = socket_check(sock, file.uid, 0o600);
-    check("helper socket", helper.is_ok(), fmt_result(&helper, sock));
-    let ops = bangerd::privileged::PrivOps::Helper(sock.clone());
-    let ping = tokio::task::spawn_blocking(move || ops.call(&Request::Ping)).await?;
-    checks.push(Check {
-        name: "helper answers".into(),
-        ok: ping.is_ok(),
-        detail: match &ping {
-            Ok(d) => d.clone(),
-            Err(e) => format!("{e:#}"),
-        },
-    });
+    let sock = file.helper.socket.clone();
+    checks.push(Check::new("helper socket", socket_check(&sock, file.uid, 0o600)));
+    let ops = bangerd::privileged::PrivOps::Helper(sock);
+    checks.push(Check::new(
+        "helper answers",
+        tokio::task::spawn_blocking(move || ops.call(&Request::Ping)).await?,
+    ));
     let paths = owner_paths(&file.home, &layout.daemon_runtime());
-    let dsock = paths.socket();
-    let daemon = socket_check(&dsock, file.uid, 0o600);
-    checks.push(Check {
-        name: "daemon socket".into(),
-        ok: daemon.is_ok(),
-        detail: fmt_result(&daemon, &dsock),
-    });
-    let info = Client::new(paths).info().await;
-    checks.push(Check {
-        name: "daemon answers".into(),
-        ok: matches!(info, Ok(Some(_))),
-        detail: match info {
-            Ok(Some(i)) => format!("pid {}, build {}", i.pid, i.build_id),
-            Ok(None) => "no answer".into(),
-            Err(e) => format!("{e:#}"),
-        },
-    });
+    checks.push(Check::new("daemon socket", socket_check(&paths.socket(), file.uid, 0o600)));
+    let info = Client::new(paths).info().await.and_then(|i| i.context("no answer"));
+    checks.push(Check::new("daemon answers", info.map(|i| format!("pid {}, build {}", i.pid, i.build_id))));
     let all_ok = checks.iter().all(|c| c.ok);
     if a.json {
         output::json(
@@ -484,15 +474,9 @@ async fn status(a: StatusArgs) -> anyhow::Result<i32> {
     Ok(if all_ok { 0 } else { 1 })
 }
 
-fn fmt_result(r: &anyhow::Result<()>, p: &Path) -> String {
-    match r {
-        Ok(()) => p.display().to_string(),
-        Err(e) => format!("{e:#}"),
-    }
-}
-
-/// A socket exists, is a socket, owned by `uid` with exactly `mode`.
-fn socket_check(p: &Path, uid: u32, mode: u32) -> anyhow::Result<()> {
+/// A socket exists, is a socket, owned by `uid` with exactly `mode`;
+/// returns its path.
+fn socket_check(p: &Path, uid: u32, mode: u32) -> anyhow::Result<String> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let m = std::fs::symlink_metadata(p).with_context(|| format!("{} is missing", p.display()))?;
     if !m.file_type().is_socket() {
@@ -506,7 +490,7 @@ fn socket_check(p: &Path, uid: u32, mode: u32) -> anyhow::Result<()> {
             m.mode() & 0o777
         );
     }
-    Ok(())
+    Ok(p.display().to_string())
 }
 
 async fn uninstall(a: UninstallArgs) -> anyhow::Result<i32> {

@@ -320,11 +320,7 @@ pub async fn run(client: Client, cmd: VmCmd) -> anyhow::Result<i32> {
             Ok(0)
         }
         VmCmd::Delete(a) => {
-            let (done, ok) = for_each_ref(&a.vms, |r| {
-                let c = client.clone();
-                async move { c.delete::<Vm>(&format!("/v1/vms/{}", seg(&r))).await }
-            })
-            .await;
+            let (done, ok) = delete_each(&client, &a.vms).await;
             if a.json {
                 output::json(&done)?;
             } else {
@@ -543,11 +539,7 @@ async fn prune(client: &Client, a: PruneArgs) -> anyhow::Result<i32> {
         }
     }
     let names: Vec<String> = victims.iter().map(|v| v.id.clone()).collect();
-    let (done, ok) = for_each_ref(&names, |r| {
-        let c = client.clone();
-        async move { c.delete::<Vm>(&format!("/v1/vms/{}", seg(&r))).await }
-    })
-    .await;
+    let (done, ok) = delete_each(client, &names).await;
     if a.json {
         output::json(&done)?;
     } else {
@@ -556,4 +548,13 @@ async fn prune(client: &Client, a: PruneArgs) -> anyhow::Result<i32> {
         }
     }
     Ok(if ok { 0 } else { 1 })
+}
+
+/// Deletes each VM (concurrently; a failure does not stop the others).
+async fn delete_each(client: &Client, refs: &[String]) -> (Vec<Vm>, bool) {
+    for_each_ref(refs, |r| {
+        let c = client.clone();
+        async move { c.delete::<Vm>(&format!("/v1/vms/{}", seg(&r))).await }
+    })
+    .await
 }
