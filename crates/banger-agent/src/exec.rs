@@ -204,6 +204,10 @@ fn spawn(req: &ExecRequest) -> Result<Spawned, String> {
             let _ = crate::sys::set_window_size(&pty.master, ws.rows, ws.cols);
         }
         let slave: OwnedFd = pty.slave;
+        if user.uid != 0 {
+            // The terminal belongs to whoever runs in it, as login(1) does it.
+            let _ = nix::unistd::fchown(&slave, Some(user.uid.into()), None);
+        }
         let dup = |f: &OwnedFd| f.try_clone().map(Stdio::from).map_err(|e| e.to_string());
         cmd.stdin(dup(&slave)?).stdout(dup(&slave)?).stderr(dup(&slave)?);
         // SAFETY: runs in the forked child before exec; setsid and ioctl

@@ -7,8 +7,11 @@
 //!    (`banger.disk=`, default /dev/vdb) on /run/banger/disk, and join them
 //!    as overlayfs on /run/banger/root — lower: the image, upper: the disk;
 //! 3. move /dev, /proc and /sys into it and `pivot_root` there;
-//! 4. set the hostname (`banger.hostname=`);
-//! 5. start the agent (a child process), then exec the image's init
+//! 4. mount what commands expect under /dev (devpts, /dev/shm, mqueue, the
+//!    /dev/fd links) — the agent answers before the image's init has run,
+//!    and an image without one never gets them otherwise;
+//! 5. set the hostname (`banger.hostname=`);
+//! 6. start the agent (a child process), then exec the image's init
 //!    (`banger.init=`, default /sbin/init, e.g. systemd). With no init in
 //!    the image we stay PID 1: reap orphans, restart the agent if it dies,
 //!    and on SIGTERM/SIGINT stop everything, sync and reboot — which ends
@@ -57,6 +60,7 @@ pub fn main() -> ! {
         say(&format!("cannot set up the root filesystem: {e}"));
         die();
     }
+    dev_filesystems();
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let params = parse_cmdline(&cmdline);
     if let Some(h) = &params.hostname {
@@ -167,20 +171,46 @@ fn own_tmp_cleanup() {
     }
 }
 
-/// What systemd would mount, for images where we stay PID 1.
-fn init_api_filesystems() {
-    let none: Option<&str> = None;
-    for (src, dst, fs, data) in [
-        ("devpts", "/dev/pts", "devpts", Some("gid=5,mode=620,ptmxmode=666")),
-        ("tmpfs", "/dev/shm", "tmpfs", Some("mode=1777")),
-        ("tmpfs", "/run", "tmpfs", Some("mode=0755")),
-        ("tmpfs", "/tmp", "tmpfs", Some("mode=1777")),
+/// The /dev a command expects, mounted before the agent starts, whether or
+/// not the image has an init: PTYs (`vm exec -t`, `vm run`'s shell) need
+/// devpts, POSIX shared memory and semaphores need /dev/shm, message queues
+/// /dev/mqueue, and shells' process substitution `<(...)` the /dev/fd links.
+/// systemd would make these seconds later, so the agent (ready first) would
+/// otherwise run commands without them. The mounts use systemd's own flags
+/// and options; systemd skips a mount point that is already mounted and a
+/// link that already exists, so it takes over what it finds.
+fn dev_filesystems() {
+    let nosuid_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
+    let nosuid_nodev = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    for (src, dst, fs, flags, data) in [
+        ("devpts", "/dev/pts", "devpts", nosuid_noexec, "mode=0620,gid=5,ptmxmode=0666"),
+        ("tmpfs", "/dev/shm", "tmpfs", nosuid_nodev | MsFlags::MS_STRICTATIME, "mode=1777"),
+        ("mqueue", "/dev/mqueue", "mqueue", nosuid_nodev | MsFlags::MS_NOEXEC, ""),
     ] {
         let _ = std::fs::create_dir_all(dst);
-        let _ = mount(Some(src), dst, Some(fs), MsFlags::MS_NOSUID, data.or(none));
+        let data = (!data.is_empty()).then_some(data);
+        if let Err(e) = mount(Some(src), dst, Some(fs), flags, data) {
+            say(&format!("cannot mount {fs} on {dst}: {e}"));
+        }
     }
-    if !Path::new("/dev/ptmx").exists() {
-        let _ = std::os::unix::fs::symlink("pts/ptmx", "/dev/ptmx");
+    for (link, target) in [
+        ("/dev/fd", "/proc/self/fd"),
+        ("/dev/stdin", "/proc/self/fd/0"),
+        ("/dev/stdout", "/proc/self/fd/1"),
+        ("/dev/stderr", "/proc/self/fd/2"),
+        ("/dev/ptmx", "pts/ptmx"),
+    ] {
+        if std::fs::symlink_metadata(link).is_err() {
+            let _ = std::os::unix::fs::symlink(target, link);
+        }
+    }
+}
+
+/// What systemd would mount besides /dev, for images where we stay PID 1.
+fn init_api_filesystems() {
+    for (dst, data) in [("/run", "mode=0755"), ("/tmp", "mode=1777")] {
+        let _ = std::fs::create_dir_all(dst);
+        let _ = mount(Some("tmpfs"), dst, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some(data));
     }
 }
 

@@ -27,6 +27,8 @@ pub const BUILD_PACKAGES: &[&str] =
 /// Options the built kernel must have; the build fails if Kconfig dropped
 /// any (a missing dependency in the fragment).
 pub const REQUIRED: &[&str] = &[
+    "CONFIG_ACPI",
+    "CONFIG_PCI",
     "CONFIG_VIRTIO_MMIO",
     "CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES",
     "CONFIG_VIRTIO_BLK",

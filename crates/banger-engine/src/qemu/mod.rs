@@ -5,9 +5,10 @@
 //!
 //! Under TCG (no usable KVM) the microvm machine has no timer to calibrate
 //! the TSC against, so the kernel is told its frequency (`tsc_early_khz=`).
-//! The machine runs without ACPI (devices are announced on the kernel
-//! command line, as under Firecracker), so there is no power button: a
-//! clean stop goes through the guest agent.
+//! The machine has ACPI tables, as a Firecracker VM has: its DSDT describes
+//! the virtio-mmio devices, so kernels made for Firecracker (whose x86
+//! guests always get ACPI) boot here unchanged. A clean stop goes through
+//! the guest agent, as on Firecracker.
 //! With vhost-user vsock attached QEMU refuses migration, and QMP stop/cont
 //! can wedge the backend (see docs), so this engine offers no pause or
 //! snapshot.
@@ -44,10 +45,9 @@ impl Qemu {
             "-name".into(),
             format!("banger-{},debug-threads=on", spec.id),
             "-M".into(),
-            // Without ACPI, QEMU describes the virtio-mmio devices on the
-            // kernel command line, as Firecracker does; the same kernel
-            // boots on both.
-            "microvm,acpi=off,memory-backend=mem".into(),
+            // With ACPI, as under Firecracker: the DSDT announces the
+            // virtio-mmio devices, so the same kernels boot on both engines.
+            "microvm,acpi=on,memory-backend=mem".into(),
         ];
         match spec.accel {
             Accel::Kvm => a.extend(["-accel".into(), "kvm".into(), "-cpu".into(), "host".into()]),

@@ -76,3 +76,29 @@ fn a_missing_dev_kvm_fails_with_a_fix() {
     }
     assert!(c.status().unwrap().success());
 }
+
+#[test]
+fn firecracker_configured_but_missing_fails() {
+    let e = Env::new();
+    // PATH without any firecracker on it, for the CLI and the daemon it starts.
+    let path: Vec<_> = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .filter(|d| !d.join("firecracker").exists())
+        .collect();
+    let path = std::env::join_paths(path).unwrap();
+    e.config(&format!(
+        "engine = \"firecracker\"\nfirecracker_bin = \"{}\"\n",
+        e.dir.path().join("none").display()
+    ));
+    let run = |args: &[&str]| e.cmd().env("PATH", &path).args(args).output().unwrap();
+    let out = run(&["doctor", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let checks: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fc = find(&checks, "firecracker");
+    assert_eq!(fc["level"], "fail", "{fc}");
+    let engine = find(&checks, "engine for new VMs");
+    assert_eq!(engine["level"], "fail", "{engine}");
+    let detail = engine["detail"].as_str().unwrap();
+    assert!(detail.contains("no VM can be created") && !detail.contains("QEMU is used"), "{engine}");
+    assert!(engine["hint"].as_str().unwrap().contains("firecracker"), "{engine}");
+    assert!(run(&["daemon", "stop"]).status.success());
+}

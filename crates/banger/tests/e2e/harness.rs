@@ -289,9 +289,31 @@ impl E2e {
     }
 }
 
+impl E2e {
+    /// ACPI errors printed by any of this test's guests: every kernel must
+    /// take the ACPI tables both engines give it without complaint.
+    fn acpi_errors(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        let vms = self.dir.path().join("state/banger/vms");
+        for vm in std::fs::read_dir(vms).into_iter().flatten().flatten() {
+            for f in ["console.log.1", "console.log"] {
+                let text = std::fs::read(vm.path().join(f)).unwrap_or_default();
+                let text = String::from_utf8_lossy(&text);
+                found.extend(
+                    text.lines()
+                        .filter(|l| l.contains("ACPI Error") || l.contains("ACPI BIOS Error"))
+                        .map(|l| format!("{}/{f}: {l}", vm.file_name().to_string_lossy())),
+                );
+            }
+        }
+        found
+    }
+}
+
 impl Drop for E2e {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        let acpi = self.acpi_errors();
+        if std::thread::panicking() || !acpi.is_empty() {
             self.keep_logs();
         }
         // Leave nothing running: delete every VM, stop the daemon, kill by
@@ -324,5 +346,8 @@ impl Drop for E2e {
             );
         }
         let _ = Command::new("ip").args(["netns", "del", &self.netns]).status();
+        if !acpi.is_empty() && !std::thread::panicking() {
+            panic!("[{}] a guest's console shows ACPI errors:\n{}", self.name, acpi.join("\n"));
+        }
     }
 }

@@ -120,6 +120,46 @@ fn build_layout(dir: &Path) -> (String, Vec<String>) {
         },
         Layer { blob: l2.clone(), diff_id: sha(&l2), media_type: "application/vnd.oci.image.layer.v1.tar" },
     ];
+    let config = serde_json::json!({
+        "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "FOO=bar"],
+        "WorkingDir": "/opt",
+        "User": "app"
+    });
+    write_layout(dir, &layers, config)
+}
+
+/// An OCI layout archive (for `image import`) of one layer: a static
+/// busybox as `/bin/busybox` with `applets` linked to it, a root user and
+/// nothing else — no init, so banger-init stays PID 1.
+pub(crate) fn busybox_archive(dir: &Path, applets: &[&str]) -> PathBuf {
+    let busybox = std::fs::read("/bin/busybox").unwrap();
+    let mut items = vec![
+        Item::Dir("bin", 0o755, 0),
+        Item::File("bin/busybox", 0o755, 0, &busybox),
+        Item::Dir("etc", 0o755, 0),
+        Item::File("etc/passwd", 0o644, 0, b"root:x:0:0:root:/root:/bin/sh\n"),
+        Item::File("etc/group", 0o644, 0, b"root:x:0:\ntty:x:5:\n"),
+        Item::Dir("root", 0o700, 0),
+        Item::Dir("tmp", 0o1777, 0),
+    ];
+    let links: Vec<String> = applets.iter().map(|a| format!("bin/{a}")).collect();
+    items.extend(links.iter().map(|l| Item::Symlink(l, "busybox")));
+    let layer = tar_of(&items);
+    let layers = [Layer {
+        blob: gzip(&layer),
+        diff_id: sha(&layer),
+        media_type: "application/vnd.oci.image.layer.v1.tar+gzip",
+    }];
+    let layout = dir.join("busybox-layout");
+    write_layout(&layout, &layers, serde_json::json!({"Env": ["PATH=/bin"]}));
+    let archive = dir.join("busybox.tar");
+    tar_dir(&layout, &archive);
+    archive
+}
+
+/// Writes an OCI image layout of `layers` with image config `config` into
+/// `dir`; returns the digests of (config, layers) for a docker-save manifest.
+fn write_layout(dir: &Path, layers: &[Layer], config: serde_json::Value) -> (String, Vec<String>) {
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
     let put = |data: &[u8]| -> String {
@@ -130,18 +170,14 @@ fn build_layout(dir: &Path) -> (String, Vec<String>) {
     let config = serde_json::json!({
         "architecture": "amd64",
         "os": "linux",
-        "config": {
-            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "FOO=bar"],
-            "WorkingDir": "/opt",
-            "User": "app"
-        },
+        "config": config,
         "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>()}
     });
     let config_bytes = serde_json::to_vec(&config).unwrap();
     let config_digest = put(&config_bytes);
     let mut layer_digests = Vec::new();
     let mut descs = Vec::new();
-    for l in &layers {
+    for l in layers {
         let d = put(&l.blob);
         descs.push(serde_json::json!({"mediaType": l.media_type, "digest": d, "size": l.blob.len()}));
         layer_digests.push(d);

@@ -16,6 +16,8 @@ mod firecracker;
 mod harness;
 mod host;
 mod images;
+mod interactive;
 mod lifecycle;
 mod run;
 mod system;
+mod term;

@@ -2,6 +2,7 @@
 //! setup, one PASS/WARN/FAIL line per check with a fix hint.
 
 use super::{host, Daemon};
+use crate::config::EngineChoice;
 use serde::Serialize;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -96,6 +97,7 @@ impl Daemon {
         });
 
         let fc = host::find_binary(self.config.firecracker_bin.as_deref(), "firecracker", &[]);
+        let fc_required = self.config.engine == EngineChoice::Firecracker;
         out.push(match &fc {
             Some(p) => {
                 let v = banger_engine::firecracker::Firecracker::new(p.clone()).check_version();
@@ -104,7 +106,8 @@ impl Daemon {
                     Err(e) => check("firecracker", Level::Fail, e.to_string(), Some("install firecracker 1.5 or newer from its releases")),
                 }
             }
-            None if kvm.usable => check("firecracker", Level::Fail, "not found on PATH (and firecracker_bin is unset)", Some("install firecracker from https://github.com/firecracker-microvm/firecracker/releases and put it on PATH")),
+            None if kvm.usable || fc_required => check("firecracker", Level::Fail, "not found on PATH (and firecracker_bin is unset)", Some("install firecracker from https://github.com/firecracker-microvm/firecracker/releases and put it on PATH")),
+            None if self.config.engine == EngineChoice::Qemu => check("firecracker", Level::Warn, "not found (engine = \"qemu\" is configured)", None),
             None => check("firecracker", Level::Warn, "not found; QEMU is used instead", Some("install firecracker where KVM runs ordinary guests")),
         });
         let qemu = host::find_binary(self.config.qemu_bin.as_deref(), "qemu-system-x86_64", &[]);
@@ -113,7 +116,7 @@ impl Daemon {
             "vhost-device-vsock",
             &host::cargo_bin_dir(),
         );
-        let need_qemu = !(kvm.usable && fc.is_some());
+        let need_qemu = !(fc_required || kvm.usable && fc.is_some());
         let lvl = if need_qemu { Level::Fail } else { Level::Warn };
         out.push(match &qemu {
             Some(p) => check("qemu", Level::Pass, p.display().to_string(), None),
@@ -133,8 +136,15 @@ impl Daemon {
                 Some("cargo install vhost-device-vsock"),
             ),
         });
-        let (engine, why) = self.choose_engine(None).unwrap_or_else(|e| ("none".into(), e.message));
-        out.push(check("engine for new VMs", Level::Pass, format!("{engine}: {why}"), None));
+        out.push(match self.choose_engine(None) {
+            Ok((engine, why)) => check("engine for new VMs", Level::Pass, format!("{engine}: {why}"), None),
+            Err(e) => check(
+                "engine for new VMs",
+                Level::Fail,
+                format!("none: {}; no VM can be created", e.message),
+                e.hint.as_deref().or(Some("install the engine, or set engine = \"auto\" in config.toml")),
+            ),
+        });
 
         out.push(match std::fs::OpenOptions::new().read(true).write(true).open("/dev/net/tun") {
             Ok(_) => check("/dev/net/tun", Level::Pass, "usable", None),
