@@ -96,6 +96,20 @@ impl Term {
                     self.text()
                 );
             }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Let the reader drain what the command wrote last, then
+                // look once more before giving up.
+                std::thread::sleep(Duration::from_millis(300));
+                let screen = self.screen.lock().unwrap();
+                if !screen[self.seen..].windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                    drop(screen);
+                    panic!(
+                        "the command exited ({status}) before {needle:?} appeared; screen:\n{}",
+                        self.text()
+                    );
+                }
+                continue;
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
