@@ -90,7 +90,21 @@ pub fn call(socket: &Path, req: &Request) -> anyhow::Result<Outcome> {
     s.set_write_timeout(Some(Duration::from_secs(10)))?;
     let mut line = serde_json::to_vec(req)?;
     line.push(b'\n');
-    s.write_all(&line).context("Cannot send to the root helper")?;
+    if let Err(e) = s.write_all(&line) {
+        // A helper that refuses a caller (SO_PEERCRED) answers and closes
+        // at once, possibly before reading the request: its refusal then
+        // waits in our receive buffer while our send fails.
+        let closed = matches!(e.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset);
+        if closed {
+            if let Ok((answer, _)) = read_answer(&s) {
+                let r: Option<Response> = serde_json::from_slice(answer.trim_ascii()).ok();
+                if let Some(r) = r.filter(|r| !r.ok) {
+                    bail!("the root helper refused or failed: {}", r.error);
+                }
+            }
+        }
+        return Err(e).context("Cannot send to the root helper");
+    }
     let (answer, fd) = read_answer(&s).context("No answer from the root helper")?;
     let r: Response = serde_json::from_slice(answer.trim_ascii()).with_context(|| {
         format!("The root helper answered nonsense: {:?}", String::from_utf8_lossy(&answer))

@@ -61,7 +61,7 @@ fn large_output_and_a_pty() {
         });
         child.wait_with_output().unwrap()
     };
-    let b = format!("ip netns exec {} {}", e.netns, env!("CARGO_BIN_EXE_banger"));
+    let b = format!("ip netns exec {} {}", e.netns, crate::harness::banger_exe().display());
     let out = run_script(&format!("{b} vm exec -t s -- tty"), "");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("/dev/pts/"), "no PTY in the guest: {text:?}");

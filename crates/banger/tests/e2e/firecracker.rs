@@ -12,12 +12,14 @@ fn start_in_background(e: &E2e, vm: &str) -> std::thread::JoinHandle<crate::harn
     std::thread::spawn(move || {
         let (dir, netns, vm) = cmd_env;
         let out = std::process::Command::new("ip")
-            .args(["netns", "exec", &netns, env!("CARGO_BIN_EXE_banger"), "vm", "start", &vm])
+            .args(["netns", "exec", &netns])
+            .arg(crate::harness::banger_exe())
+            .args(["vm", "start", &vm])
             .env("XDG_CONFIG_HOME", dir.join("config"))
             .env("XDG_STATE_HOME", dir.join("state"))
             .env("XDG_CACHE_HOME", dir.join("cache"))
             .env("XDG_RUNTIME_DIR", dir.join("run"))
-            .env("BANGER_DAEMON_BIN", env!("CARGO_BIN_EXE_bangerd"))
+            .env("BANGER_DAEMON_BIN", crate::harness::bangerd_exe())
             .output()
             .unwrap();
         crate::harness::Run {

@@ -28,14 +28,42 @@ impl Run {
     }
 }
 
-fn on_path(prog: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file()))
-        .unwrap_or(false)
-        || std::env::var_os("HOME").is_some_and(|h| Path::new(&h).join(".cargo/bin").join(prog).is_file())
+/// Where `prog` is: on PATH, or in `~/.cargo/bin`.
+pub fn which(prog: &str) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    dirs.extend(std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo/bin")));
+    dirs.into_iter().map(|d| d.join(prog)).find(|p| p.is_file())
 }
 
-fn static_agent() -> Option<PathBuf> {
+fn on_path(prog: &str) -> bool {
+    which(prog).is_some()
+}
+
+/// The `banger` binary under test: Cargo's, or the one in
+/// `$BANGER_E2E_BIN_DIR` when the suite runs away from its build tree (the
+/// nested Firecracker tier copies everything into its L1 VM).
+pub fn banger_exe() -> PathBuf {
+    match std::env::var_os("BANGER_E2E_BIN_DIR") {
+        Some(d) => PathBuf::from(d).join("banger"),
+        None => env!("CARGO_BIN_EXE_banger").into(),
+    }
+}
+
+/// The `bangerd` binary under test, found like [`banger_exe`].
+pub fn bangerd_exe() -> PathBuf {
+    match std::env::var_os("BANGER_E2E_BIN_DIR") {
+        Some(d) => PathBuf::from(d).join("bangerd"),
+        None => env!("CARGO_BIN_EXE_bangerd").into(),
+    }
+}
+
+/// The static guest agent: `$BANGER_E2E_BIN_DIR/banger-agent`, or the one
+/// `scripts/build-agent` left beside Cargo's binaries.
+pub fn static_agent() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("BANGER_E2E_BIN_DIR") {
+        return Some(PathBuf::from(d).join("banger-agent")).filter(|p| p.is_file());
+    }
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_banger"));
     let target = exe.ancestors().find(|a| a.file_name().is_some_and(|n| n == "target"))?.to_path_buf();
     ["release", "debug"]
@@ -150,12 +178,13 @@ impl E2e {
 
     pub fn cmd(&self) -> Command {
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.netns, env!("CARGO_BIN_EXE_banger")])
+        c.args(["netns", "exec", &self.netns])
+            .arg(banger_exe())
             .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
             .env("XDG_STATE_HOME", self.dir.path().join("state"))
             .env("XDG_CACHE_HOME", self.dir.path().join("cache"))
             .env("XDG_RUNTIME_DIR", self.dir.path().join("run"))
-            .env("BANGER_DAEMON_BIN", env!("CARGO_BIN_EXE_bangerd"));
+            .env("BANGER_DAEMON_BIN", bangerd_exe());
         c
     }
 

@@ -122,7 +122,9 @@ fn nat_is_opt_in_and_follows_the_vm() {
 
     // Completion offers the live names; prune deletes what is not running.
     let comp = Command::new("ip")
-        .args(["netns", "exec", &e.netns, env!("CARGO_BIN_EXE_banger"), "--", "banger", "vm", "start", ""])
+        .args(["netns", "exec", &e.netns])
+        .arg(crate::harness::banger_exe())
+        .args(["--", "banger", "vm", "start", ""])
         .env("COMPLETE", "fish")
         .env("XDG_RUNTIME_DIR", e.dir.path().join("run"))
         .output()

@@ -18,6 +18,7 @@ mod host;
 mod images;
 mod interactive;
 mod lifecycle;
+mod nested;
 mod run;
 mod system;
 mod term;

@@ -1,0 +1,338 @@
+//! The nested Firecracker tier: banger's end-to-end scenarios against real
+//! Firecracker guests, on hosts whose own KVM cannot run them (kvm_pvm).
+//!
+//! An L1 VM (Debian bookworm, its stock kernel; built once by
+//! `scripts/nested-fixtures`) boots under QEMU/TCG with an emulated AMD SVM
+//! CPU, loads `kvm_amd` and so has a real /dev/kvm. Its second disk carries
+//! this very test binary, banger, bangerd, the static agent, firecracker and
+//! the e2e fixtures; L1 runs the selected tests one by one (`--exact`) with
+//! the engine chosen the way a user's would be (`auto`: Firecracker, since
+//! KVM runs ordinary guests there) and prints a marker line around each on
+//! its serial console, which is how results come back. L1 has no network
+//! (`-nic none`); the tests make their own namespaces inside it.
+//!
+//! L1 itself has been seen to panic under repeated guest boots (see
+//! `shared/notes/nested-firecracker.md`), so L1 runs with `panic=5` and
+//! `-no-reboot` (a panic ends QEMU), and a crash is retried in a fresh L1
+//! from the test that was running, at most [`MAX_L1_CRASHES`] times; every
+//! crash is reported with its console tail. An L1 that stops making progress
+//! is killed at a deadline.
+//!
+//! `BANGER_NESTED_TESTS` (comma-separated substrings) narrows the tests;
+//! `BANGER_NESTED_BUDGET_SECS` bounds the whole tier (default 1800).
+
+use crate::harness::{banger_exe, bangerd_exe, fixtures_dir, static_agent, which};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Test modules that run inside L1 (everything but this tier and the
+/// system-install test, which exercises users and units, not the engine).
+const MODULES: &[&str] =
+    &["lifecycle::", "access::", "run::", "interactive::", "images::", "host::", "firecracker::"];
+/// L1 crashes tolerated (each retried in a fresh L1) before the tier fails.
+const MAX_L1_CRASHES: usize = 2;
+/// No new marker line for this long: L1 is stuck.
+const STALL: Duration = Duration::from_secs(600);
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("BANGER_NESTED_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/var/cache/banger-nested".into())
+}
+
+/// Why the tier cannot run here, if it cannot.
+fn missing() -> Option<String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some("needs root".into());
+    }
+    if which("firecracker").is_none() {
+        return Some("firecracker is not installed (put it on PATH to run guests nested under QEMU)".into());
+    }
+    for tool in ["qemu-system-x86_64", "mkfs.ext4"] {
+        if which(tool).is_none() && !Path::new("/sbin").join(tool).exists() {
+            return Some(format!("{tool} is not installed"));
+        }
+    }
+    let cpus = Command::new("qemu-system-x86_64").args(["-cpu", "help"]).output();
+    let cpus = cpus.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    if !cpus.contains("EPYC") || !cpus.split_whitespace().any(|w| w == "svm") {
+        return Some("this QEMU cannot emulate an AMD CPU with SVM".into());
+    }
+    if static_agent().is_none() {
+        return Some("the static guest agent is not built (scripts/build-agent)".into());
+    }
+    let f = fixtures_dir();
+    if !f.join("vmlinux").is_file() || !f.join("rootfs.ext4").is_file() {
+        return Some(format!("the e2e fixtures are not in {} (scripts/e2e-fixtures)", f.display()));
+    }
+    let c = cache_dir();
+    if !["l1.ext4", "vmlinuz", "initrd.img"].iter().all(|f| c.join(f).is_file()) {
+        return Some(format!("the L1 image is not in {} (scripts/nested-fixtures builds it)", c.display()));
+    }
+    None
+}
+
+/// The tests of this binary that run inside L1.
+fn selected_tests() -> Vec<String> {
+    let me = std::env::current_exe().unwrap();
+    let out = Command::new(&me).args(["--list", "--format", "terse"]).output().unwrap();
+    let wanted: Vec<String> = std::env::var("BANGER_NESTED_TESTS")
+        .map(|v| v.split(',').filter(|s| !s.is_empty()).map(String::from).collect())
+        .unwrap_or_default();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_suffix(": test"))
+        .filter(|t| MODULES.iter().any(|m| t.starts_with(m)))
+        .filter(|t| wanted.is_empty() || wanted.iter().any(|w| t.contains(w.as_str())))
+        .map(String::from)
+        .collect()
+}
+
+/// What L1 runs from its payload disk; its output is the serial console.
+const RUN: &str = r#"#!/bin/sh
+P=/payload
+export PATH=$P/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export BANGER_E2E_BIN_DIR=$P/bin BANGER_E2E_FIXTURES=$P/fixtures HOME=/root RUST_BACKTRACE=1
+modprobe kvm_amd 2>/dev/null
+if [ ! -c /dev/kvm ]; then
+  echo "NESTED-NOKVM $(dmesg | grep -i -m 3 -e svm -e kvm | tr '\n' ' ')"
+  exit 0
+fi
+echo "NESTED-READY $(uname -r) $(nproc) cpus $(awk '/MemTotal/ {print $2}' /proc/meminfo) kB"
+while read -r t; do
+  [ -n "$t" ] || continue
+  echo "NESTED-BEGIN $t"
+  s=$(date +%s)
+  $P/bin/e2e --exact "$t" --test-threads=1 --nocapture
+  rc=$?
+  echo "NESTED-END $t $rc $(( $(date +%s) - s ))"
+done < $P/tests
+echo "NESTED-DONE"
+"#;
+
+fn copy(from: &Path, to: &Path) {
+    let ok = Command::new("cp").arg("--sparse=always").arg(from).arg(to).status().unwrap().success();
+    assert!(ok, "cannot copy {} to {}", from.display(), to.display());
+}
+
+/// Writes the payload disk for `tests` into `dir`.
+fn payload(dir: &Path, tests: &[String]) -> PathBuf {
+    let stage = dir.join("payload");
+    let _ = std::fs::remove_dir_all(&stage);
+    for d in ["bin", "fixtures"] {
+        std::fs::create_dir_all(stage.join(d)).unwrap();
+    }
+    copy(&banger_exe(), &stage.join("bin/banger"));
+    copy(&bangerd_exe(), &stage.join("bin/bangerd"));
+    copy(&static_agent().unwrap(), &stage.join("bin/banger-agent"));
+    copy(&which("firecracker").unwrap(), &stage.join("bin/firecracker"));
+    copy(&std::env::current_exe().unwrap(), &stage.join("bin/e2e"));
+    copy(&fixtures_dir().join("vmlinux"), &stage.join("fixtures/vmlinux"));
+    copy(&fixtures_dir().join("rootfs.ext4"), &stage.join("fixtures/rootfs.ext4"));
+    std::fs::write(stage.join("tests"), tests.join("\n") + "\n").unwrap();
+    std::fs::write(stage.join("run"), RUN).unwrap();
+    std::fs::set_permissions(stage.join("run"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let img = dir.join("payload.ext4");
+    let _ = std::fs::remove_file(&img);
+    let out =
+        Command::new("mkfs.ext4").args(["-q", "-F", "-d"]).arg(&stage).arg(&img).arg("8G").output().unwrap();
+    assert!(
+        out.status.success(),
+        "mkfs.ext4 of the payload failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_dir_all(&stage).unwrap();
+    img
+}
+
+/// How one L1 session ended.
+enum Session {
+    /// Every test ran (results in the markers).
+    Done,
+    /// L1 has no usable /dev/kvm: the reason.
+    NoKvm(String),
+    /// QEMU ended before the run did: L1 crashed (or powered off early).
+    Crashed,
+    /// No progress for [`STALL`], or the tier's budget ran out: L1 killed.
+    Stalled,
+}
+
+/// Boots L1 on `payload`, follows its console until the run ends, and
+/// returns how it ended. The console is kept in `console`.
+fn session(payload: &Path, console: &Path, deadline: Instant) -> Session {
+    let c = cache_dir();
+    let mut qemu = Command::new("qemu-system-x86_64");
+    qemu.args([
+        "-M",
+        "q35",
+        "-accel",
+        "tcg,thread=multi",
+        "-cpu",
+        "EPYC,+svm,+npt",
+        "-smp",
+        "2",
+        "-m",
+        "6144",
+    ])
+    .arg("-kernel")
+    .arg(c.join("vmlinuz"))
+    .arg("-initrd")
+    .arg(c.join("initrd.img"))
+    .args(["-append", "root=/dev/vda rw console=ttyS0 panic=5 quiet loglevel=3"])
+    .arg("-drive")
+    .arg(format!("file={},if=virtio,format=raw,snapshot=on", c.join("l1.ext4").display()))
+    .arg("-drive")
+    .arg(format!("file={},if=virtio,format=raw", payload.display()))
+    .args(["-display", "none", "-monitor", "none", "-no-reboot", "-nic", "none", "-serial"])
+    .arg(format!("file:{}", console.display()))
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    let mut child = qemu.spawn().expect("cannot start qemu-system-x86_64");
+    let mut last_len = 0;
+    let mut last_progress = Instant::now();
+    let ended = loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let text = String::from_utf8_lossy(&std::fs::read(console).unwrap_or_default()).into_owned();
+        if text.lines().any(|l| l.starts_with("NESTED-DONE")) {
+            break Session::Done;
+        }
+        if let Some(l) = text.lines().find(|l| l.starts_with("NESTED-NOKVM")) {
+            break Session::NoKvm(l.trim_start_matches("NESTED-NOKVM").trim().to_string());
+        }
+        let markers = text.lines().filter(|l| l.starts_with("NESTED-")).count();
+        if markers != last_len {
+            last_len = markers;
+            last_progress = Instant::now();
+        }
+        if child.try_wait().unwrap().is_some() {
+            break Session::Crashed;
+        }
+        if last_progress.elapsed() > STALL || Instant::now() > deadline {
+            break Session::Stalled;
+        }
+    };
+    // QEMU powers off by itself after the run; never leave it behind.
+    let wait_until = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() && Instant::now() < wait_until {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    if child.try_wait().unwrap().is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    ended
+}
+
+/// The console's last lines, for a report.
+fn tail(console: &Path, n: usize) -> String {
+    let text = String::from_utf8_lossy(&std::fs::read(console).unwrap_or_default()).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// A test that ran to its end inside L1: name, exit code, seconds.
+type Finished = (String, i32, u64);
+/// A test's name and the console lines it printed.
+type Output = (String, Vec<String>);
+
+/// Each finished test, and the output lines of each test, from a console.
+fn results(console: &Path) -> (Vec<Finished>, Vec<Output>) {
+    let text = String::from_utf8_lossy(&std::fs::read(console).unwrap_or_default()).into_owned();
+    let mut done = Vec::new();
+    let mut outputs: Vec<(String, Vec<String>)> = Vec::new();
+    for line in text.lines() {
+        if let Some(t) = line.strip_prefix("NESTED-BEGIN ") {
+            outputs.push((t.to_string(), Vec::new()));
+        } else if let Some(rest) = line.strip_prefix("NESTED-END ") {
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            if let [t, rc, secs] = f.as_slice() {
+                done.push((t.to_string(), rc.parse().unwrap_or(-1), secs.parse().unwrap_or(0)));
+            }
+        } else if let Some((_, out)) = outputs.last_mut() {
+            out.push(line.to_string());
+        }
+    }
+    (done, outputs)
+}
+
+#[test]
+fn firecracker_guests_nested_in_l1() {
+    if let Some(why) = missing() {
+        eprintln!("SKIPPED nested Firecracker tier: {why}");
+        return;
+    }
+    let budget = std::env::var("BANGER_NESTED_BUDGET_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(1800);
+    let deadline = Instant::now() + Duration::from_secs(budget);
+    let started = Instant::now();
+    let dir = tempfile::Builder::new().prefix("banger-nested-").tempdir_in("/var/tmp").unwrap();
+    let mut remaining = selected_tests();
+    assert!(!remaining.is_empty(), "no test matches BANGER_NESTED_TESTS");
+    let mut finished: Vec<Finished> = Vec::new();
+    let mut failed_output: Vec<Output> = Vec::new();
+    let mut crashes: Vec<String> = Vec::new();
+    let mut sessions = 0;
+    while !remaining.is_empty() {
+        sessions += 1;
+        let img = payload(dir.path(), &remaining);
+        let console = dir.path().join(format!("console-{sessions}.log"));
+        let t0 = Instant::now();
+        let ended = session(&img, &console, deadline);
+        let (done, outputs) = results(&console);
+        eprintln!("L1 session {sessions}: {} test(s) finished in {:.0?}", done.len(), t0.elapsed());
+        for (t, rc, secs) in &done {
+            eprintln!("  {} {t} ({secs} s)", if *rc == 0 { "PASS" } else { "FAIL" });
+            if *rc != 0 {
+                failed_output.extend(outputs.iter().filter(|(n, _)| n == t).cloned());
+            }
+        }
+        remaining.retain(|t| !done.iter().any(|(d, _, _)| d == t));
+        finished.extend(done);
+        match ended {
+            Session::Done => break,
+            Session::NoKvm(why) => {
+                eprintln!(
+                    "SKIPPED nested Firecracker tier: L1 got no /dev/kvm (QEMU's SVM emulation): {why}"
+                );
+                return;
+            }
+            Session::Crashed | Session::Stalled => {
+                let what = if matches!(ended, Session::Crashed) {
+                    "crashed"
+                } else {
+                    "stopped making progress and was killed"
+                };
+                let during = outputs.last().map(|(t, _)| t.clone()).filter(|t| remaining.contains(t));
+                let report = format!(
+                    "L1 session {sessions} {what} during {}; console tail:\n{}",
+                    during.as_deref().unwrap_or("boot"),
+                    tail(&console, 40)
+                );
+                eprintln!("{report}");
+                crashes.push(report);
+                assert!(
+                    crashes.len() <= MAX_L1_CRASHES && Instant::now() < deadline,
+                    "the nested tier gave up after {} L1 crash(es) or stall(s) in {:.0?}",
+                    crashes.len(),
+                    started.elapsed()
+                );
+            }
+        }
+    }
+    let failed: Vec<&String> = finished.iter().filter(|(_, rc, _)| *rc != 0).map(|(t, _, _)| t).collect();
+    eprintln!(
+        "nested Firecracker tier: {} passed, {} failed, {} L1 session(s), {} L1 crash(es), {:.0?}",
+        finished.len() - failed.len(),
+        failed.len(),
+        sessions,
+        crashes.len(),
+        started.elapsed()
+    );
+    for (t, out) in &failed_output {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "---- output of {t} in L1 ----\n{}", out.join("\n"));
+    }
+    assert!(failed.is_empty(), "tests failed inside L1: {failed:?}");
+}
