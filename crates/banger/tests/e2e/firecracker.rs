@@ -114,3 +114,105 @@ fn a_restarted_daemon_finds_the_running_firecracker() {
     assert_eq!(v["state"], "stopped");
     assert!(processes_mentioning(v["id"].as_str().unwrap()).is_empty());
 }
+
+/// Whether KVM here runs real guests (inside the nested tier's L1); the
+/// tests below need it and say so once otherwise.
+fn real_guests(test: &str) -> bool {
+    let real = crate::harness::engine() == "firecracker";
+    if !real {
+        eprintln!(
+            "SKIPPED e2e test {test}: needs a KVM that runs guests (the nested Firecracker tier runs it)"
+        );
+    }
+    real
+}
+
+/// The Firecracker engine against a real guest: `auto` picks it, the hybrid
+/// vsock agent answers, pause/resume, logs and metrics, a clean stop
+/// (Ctrl-Alt-Del), start again, kill, delete — nothing left.
+#[test]
+fn firecracker_runs_a_real_guest_through_its_lifecycle() {
+    if !real_guests("fc-real") {
+        return;
+    }
+    let Some(e) = E2e::with("fc-real", "auto", "boot_timeout_secs = 300") else { return };
+    e.ok(&["vm", "create", "--name", "fc"]);
+    let v = e.vm("fc");
+    assert_eq!(v["engine"], "firecracker", "engine = auto did not pick firecracker: {v}");
+    assert!(v["engine_reason"].as_str().unwrap().starts_with("auto: KVM runs ordinary guests"), "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let r = e.run_stdin(&["vm", "exec", "fc", "--", "sh", "-c", "cat; echo err >&2; exit 7"], Some(b"in\n"));
+    assert_eq!((r.code, r.stdout.as_str(), r.stderr.as_str()), (7, "in\n", "err\n"));
+
+    e.ok(&["vm", "pause", "fc"]);
+    assert_eq!(e.vm("fc")["state"], "paused");
+    e.ok(&["vm", "resume", "fc"]);
+    assert_eq!(e.vm("fc")["state"], "running");
+    assert_eq!(e.ok(&["vm", "exec", "fc", "--", "echo", "resumed"]).stdout, "resumed\n");
+
+    let vm_dir = e.dir.path().join("state/banger/vms").join(&id);
+    let fc_log = std::fs::read_to_string(vm_dir.join("firecracker.log")).unwrap_or_default();
+    assert!(!fc_log.is_empty(), "no firecracker log in {}", vm_dir.display());
+    let metrics: Vec<_> = std::fs::read_dir(&vm_dir)
+        .unwrap()
+        .flatten()
+        .filter(|f| f.file_name().to_string_lossy().contains("metrics"))
+        .collect();
+    assert!(!metrics.is_empty(), "no metrics file in {}", vm_dir.display());
+    assert!(e.ok(&["vm", "logs", "fc"]).stdout.contains("Linux version 6.1"));
+
+    // A clean stop ends firecracker; the disk survives a start.
+    e.ok(&["vm", "exec", "fc", "--", "sh", "-c", "echo kept > /root/mark && sync"]);
+    e.ok(&["vm", "stop", "fc"]);
+    assert_eq!(e.vm("fc")["state"], "stopped");
+    assert!(processes_mentioning(&id).is_empty(), "firecracker left after stop");
+    e.ok(&["vm", "start", "fc"]);
+    assert_eq!(e.ok(&["vm", "exec", "fc", "--", "cat", "/root/mark"]).stdout, "kept\n");
+    e.ok(&["vm", "kill", "fc"]);
+    assert_eq!(e.vm("fc")["state"], "stopped");
+    assert!(processes_mentioning(&id).is_empty(), "firecracker left after kill");
+    e.ok(&["vm", "delete", "fc"]);
+    e.assert_nothing_left(&id);
+}
+
+/// A guest kernel that panics (its root filesystem is unreadable) ends
+/// firecracker; the create fails with the console's last lines, and
+/// nothing is left running.
+#[test]
+fn a_firecracker_guest_that_panics_reports_its_console() {
+    if !real_guests("fc-panic") {
+        return;
+    }
+    let Some(e) = E2e::with("fc-panic", "firecracker", "boot_timeout_secs = 300") else { return };
+    let img = e.dir.path().join("small.ext4");
+    let ok =
+        std::process::Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&img).arg("64M").status().unwrap();
+    assert!(ok.success());
+    e.ok(&[
+        "image",
+        "register",
+        "--name",
+        "broken",
+        "--rootfs",
+        img.to_str().unwrap(),
+        "--kernel",
+        "banger-6.1",
+    ]);
+    let rootfs =
+        e.ok(&["image", "show", "broken", "--json"]).json()["rootfs_path"].as_str().unwrap().to_string();
+    // Wipe the superblock's magic: the kernel finds no filesystem on /dev/vda.
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(&rootfs).unwrap();
+        f.write_all_at(&[0, 0], 1080).unwrap();
+    }
+    let t = Instant::now();
+    let r = e.run(&["vm", "create", "--name", "p", "--image", "broken"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.stderr.contains("console:\n["), "no console tail: {}", r.stderr);
+    assert!(r.stderr.contains("Kernel panic"), "the console tail does not show the panic: {}", r.stderr);
+    assert!(t.elapsed() < Duration::from_secs(280), "the panic was only noticed at the boot timeout");
+    let v = e.vm("p");
+    assert_eq!(v["state"], "error");
+    assert!(processes_mentioning(v["id"].as_str().unwrap()).is_empty(), "firecracker left running");
+}

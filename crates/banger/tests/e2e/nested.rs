@@ -33,8 +33,10 @@ const MODULES: &[&str] =
     &["lifecycle::", "access::", "run::", "interactive::", "images::", "host::", "firecracker::"];
 /// L1 crashes tolerated (each retried in a fresh L1) before the tier fails.
 const MAX_L1_CRASHES: usize = 2;
-/// No new marker line for this long: L1 is stuck.
-const STALL: Duration = Duration::from_secs(600);
+/// One test inside L1 is killed (and its logs shown) after this long.
+const TEST_TIMEOUT: Duration = Duration::from_secs(420);
+/// No new marker line for this long: L1 itself is stuck.
+const STALL: Duration = Duration::from_secs(540);
 
 fn cache_dir() -> PathBuf {
     std::env::var_os("BANGER_NESTED_CACHE")
@@ -95,6 +97,7 @@ const RUN: &str = r#"#!/bin/sh
 P=/payload
 export PATH=$P/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export BANGER_E2E_BIN_DIR=$P/bin BANGER_E2E_FIXTURES=$P/fixtures HOME=/root RUST_BACKTRACE=1
+TEST_TIMEOUT=$(cat $P/test-timeout)
 modprobe kvm_amd 2>/dev/null
 if [ ! -c /dev/kvm ]; then
   echo "NESTED-NOKVM $(dmesg | grep -i -m 3 -e svm -e kvm | tr '\n' ' ')"
@@ -105,8 +108,19 @@ while read -r t; do
   [ -n "$t" ] || continue
   echo "NESTED-BEGIN $t"
   s=$(date +%s)
-  $P/bin/e2e --exact "$t" --test-threads=1 --nocapture
+  timeout -k 10 $TEST_TIMEOUT $P/bin/e2e --exact "$t" --test-threads=1 --nocapture
   rc=$?
+  if [ $rc -ge 124 ]; then
+    # Killed at its deadline: show what was still running and the logs.
+    echo "== $t timed out after $TEST_TIMEOUT s; processes:"
+    ps -eo pid,etimes,args | grep -e banger -e firecracker | grep -v grep
+    for f in /var/tmp/banger-e2e-*/state/banger/bangerd.log /var/tmp/banger-e2e-*/state/banger/vms/*/console.log \
+             /var/tmp/banger-e2e-*/state/banger/vms/*/firecracker.log; do
+      [ -f "$f" ] && { echo "== $f"; tail -n 25 "$f"; }
+    done
+    for p in $(ps -eo pid,args | awk '/banger-e2e-/ && !/awk/ {print $1}'); do kill -9 "$p" 2>/dev/null; done
+    rm -rf /var/tmp/banger-e2e-*
+  fi
   echo "NESTED-END $t $rc $(( $(date +%s) - s ))"
 done < $P/tests
 echo "NESTED-DONE"
@@ -132,6 +146,7 @@ fn payload(dir: &Path, tests: &[String]) -> PathBuf {
     copy(&fixtures_dir().join("vmlinux"), &stage.join("fixtures/vmlinux"));
     copy(&fixtures_dir().join("rootfs.ext4"), &stage.join("fixtures/rootfs.ext4"));
     std::fs::write(stage.join("tests"), tests.join("\n") + "\n").unwrap();
+    std::fs::write(stage.join("test-timeout"), TEST_TIMEOUT.as_secs().to_string()).unwrap();
     std::fs::write(stage.join("run"), RUN).unwrap();
     std::fs::set_permissions(stage.join("run"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let img = dir.join("payload.ext4");
