@@ -216,3 +216,118 @@ fn a_firecracker_guest_that_panics_reports_its_console() {
     assert_eq!(v["state"], "error");
     assert!(processes_mentioning(v["id"].as_str().unwrap()).is_empty(), "firecracker left running");
 }
+
+/// Boots the image's rootfs with a fresh VM disk on bare firecracker (no
+/// API socket: `--config-file`, the same kernel, command line, vCPUs and
+/// memory as banger's VMs, no network) and returns the time from spawn
+/// until the guest's agent accepts a hybrid-vsock connection.
+fn bare_firecracker_boot(dir: &std::path::Path, kernel: &str, rootfs: &str) -> Duration {
+    use std::io::{BufRead, BufReader, Write};
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    let disk = dir.join("disk.ext4");
+    let f = std::fs::File::create(&disk).unwrap();
+    f.set_len(8 << 30).unwrap();
+    let ok = std::process::Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&disk).status().unwrap();
+    assert!(ok.success());
+    let vsock = dir.join("vsock.sock");
+    let config = serde_json::json!({
+        "boot-source": {
+            "kernel_image_path": kernel,
+            "boot_args": "console=ttyS0 reboot=k panic=1 pci=off root=/dev/vda ro rootfstype=ext4 \
+                          init=/sbin/banger-init banger.hostname=bare earlyprintk=serial,ttyS0"
+        },
+        "drives": [
+            {"drive_id": "rootfs", "path_on_host": rootfs, "is_root_device": false, "is_read_only": true},
+            {"drive_id": "disk", "path_on_host": disk, "is_root_device": false, "is_read_only": false}
+        ],
+        "machine-config": {"vcpu_count": 2, "mem_size_mib": 512, "smt": false},
+        "vsock": {"guest_cid": 3, "uds_path": vsock}
+    });
+    let cfg = dir.join("vm.json");
+    std::fs::write(&cfg, serde_json::to_vec(&config).unwrap()).unwrap();
+    let console = std::fs::File::create(dir.join("console.log")).unwrap();
+    let t0 = Instant::now();
+    let mut fc = std::process::Command::new("firecracker")
+        .args(["--no-api", "--config-file"])
+        .arg(&cfg)
+        .stdin(std::process::Stdio::null())
+        .stdout(console.try_clone().unwrap())
+        .stderr(console)
+        .spawn()
+        .unwrap();
+    let took = loop {
+        assert!(t0.elapsed() < Duration::from_secs(300), "bare firecracker guest never answered");
+        assert!(fc.try_wait().unwrap().is_none(), "bare firecracker exited; see {}", dir.display());
+        if let Ok(mut s) = std::os::unix::net::UnixStream::connect(&vsock) {
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut line = String::new();
+            if s.write_all(b"CONNECT 1024\n").is_ok()
+                && BufReader::new(&s).read_line(&mut line).is_ok()
+                && line.starts_with("OK")
+            {
+                break t0.elapsed();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = fc.kill();
+    let _ = fc.wait();
+    took
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// The nested benchmark (`scripts/bench-nested`): banger against bare
+/// firecracker on the same kernel and rootfs, in the same L1.
+#[test]
+fn bench_firecracker_nested() {
+    if std::env::var_os("BANGER_BENCH").is_none() {
+        eprintln!("SKIPPED bench_firecracker_nested: a benchmark (scripts/bench-nested runs it)");
+        return;
+    }
+    if !real_guests("bench-nested") {
+        return;
+    }
+    let runs: usize = std::env::var("BANGER_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let Some(e) = E2e::with("bench-nested", "auto", "boot_timeout_secs = 300") else { return };
+    let rootfs = e.ok(&["image", "show", "debian-bookworm", "--json"]).json()["rootfs_path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let kernel = crate::harness::fixtures_dir().join("vmlinux").display().to_string();
+    let (mut create, mut restart, mut run, mut bare) = (vec![], vec![], vec![], vec![]);
+    for i in 0..runs {
+        let name = format!("b{i}");
+        let t = Instant::now();
+        e.ok(&["vm", "create", "--name", &name, "--vcpu", "2"]);
+        e.ok(&["vm", "exec", &name, "--", "true"]);
+        create.push(t.elapsed());
+        e.ok(&["vm", "stop", &name]);
+        let t = Instant::now();
+        e.ok(&["vm", "start", &name]);
+        e.ok(&["vm", "exec", &name, "--", "true"]);
+        restart.push(t.elapsed());
+        e.ok(&["vm", "delete", &name]);
+        let t = Instant::now();
+        e.ok(&["vm", "run", "--rm", "--vcpu", "2", "--", "true"]);
+        run.push(t.elapsed());
+        bare.push(bare_firecracker_boot(&e.dir.path().join("bare"), &kernel, &rootfs));
+        eprintln!(
+            "BENCH run {i}: create→exec {:?}, start→exec {:?}, run --rm {:?}, bare →vsock {:?}",
+            create[i], restart[i], run[i], bare[i]
+        );
+    }
+    let b = median(bare.clone());
+    let row = |what: &str, d: Duration| {
+        eprintln!("BENCH | {what} | {:.2} s | {:.2} |", d.as_secs_f64(), d.as_secs_f64() / b.as_secs_f64());
+    };
+    eprintln!("BENCH | median of {runs} (nested, firecracker) | time | ratio to bare |");
+    row("bare firecracker spawn → agent accepts on vsock", b);
+    row("banger vm create → first exec answered", median(create));
+    row("banger vm stop, then start → exec answered", median(restart));
+    row("banger vm run --rm -- true", median(run));
+}

@@ -19,7 +19,9 @@
 //! is killed at a deadline.
 //!
 //! `BANGER_NESTED_TESTS` (comma-separated substrings) narrows the tests;
-//! `BANGER_NESTED_BUDGET_SECS` bounds the whole tier (default 1800).
+//! `BANGER_NESTED_BUDGET_SECS` bounds the whole tier (default 1800);
+//! `BANGER_NESTED_ENV` (`KEY=VALUE …`) is set for the tests inside L1;
+//! `BANGER_NESTED_TEST_TIMEOUT_SECS` is one test's limit there.
 
 use crate::harness::{banger_exe, bangerd_exe, fixtures_dir, static_agent, which};
 use std::io::Write;
@@ -98,6 +100,10 @@ P=/payload
 export PATH=$P/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export BANGER_E2E_BIN_DIR=$P/bin BANGER_E2E_FIXTURES=$P/fixtures HOME=/root RUST_BACKTRACE=1
 TEST_TIMEOUT=$(cat $P/test-timeout)
+# Variables the host passed on (BANGER_NESTED_ENV), e.g. BANGER_BENCH=1.
+set -a
+. $P/env
+set +a
 modprobe kvm_amd 2>/dev/null
 if [ ! -c /dev/kvm ]; then
   echo "NESTED-NOKVM $(dmesg | grep -i -m 3 -e svm -e kvm | tr '\n' ' ')"
@@ -146,7 +152,22 @@ fn payload(dir: &Path, tests: &[String]) -> PathBuf {
     copy(&fixtures_dir().join("vmlinux"), &stage.join("fixtures/vmlinux"));
     copy(&fixtures_dir().join("rootfs.ext4"), &stage.join("fixtures/rootfs.ext4"));
     std::fs::write(stage.join("tests"), tests.join("\n") + "\n").unwrap();
-    std::fs::write(stage.join("test-timeout"), TEST_TIMEOUT.as_secs().to_string()).unwrap();
+    let timeout = std::env::var("BANGER_NESTED_TEST_TIMEOUT_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(TEST_TIMEOUT.as_secs());
+    std::fs::write(stage.join("test-timeout"), timeout.to_string()).unwrap();
+    let env = std::env::var("BANGER_NESTED_ENV").unwrap_or_default();
+    let env: Vec<&str> = env.split_whitespace().collect();
+    for kv in &env {
+        let ok = kv.split_once('=').is_some_and(|(k, v)| {
+            !k.is_empty()
+                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && v.chars().all(|c| c.is_ascii_alphanumeric() || "_-.,:/".contains(c))
+        });
+        assert!(ok, "BANGER_NESTED_ENV takes KEY=VALUE words of plain characters, not {kv:?}");
+    }
+    std::fs::write(stage.join("env"), env.join("\n") + "\n").unwrap();
     std::fs::write(stage.join("run"), RUN).unwrap();
     std::fs::set_permissions(stage.join("run"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let img = dir.join("payload.ext4");
@@ -299,8 +320,14 @@ fn firecracker_guests_nested_in_l1() {
         eprintln!("L1 session {sessions}: {} test(s) finished in {:.0?}", done.len(), t0.elapsed());
         for (t, rc, secs) in &done {
             eprintln!("  {} {t} ({secs} s)", if *rc == 0 { "PASS" } else { "FAIL" });
+            let output = outputs.iter().filter(|(n, _)| n == t);
             if *rc != 0 {
-                failed_output.extend(outputs.iter().filter(|(n, _)| n == t).cloned());
+                failed_output.extend(output.cloned());
+            } else {
+                // Benchmarks report through lines of their own.
+                for line in output.flat_map(|(_, lines)| lines).filter(|l| l.starts_with("BENCH")) {
+                    eprintln!("{line}");
+                }
             }
         }
         remaining.retain(|t| !done.iter().any(|(d, _, _)| d == t));
