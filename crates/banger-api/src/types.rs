@@ -401,7 +401,15 @@ pub struct ImportKernelRequest {
 pub struct BuildKernelRequest {
     #[serde(default)]
     pub name: Option<String>,
+    /// A whole kernel `.config` to build with instead of banger's own
+    /// fragment (for instance Firecracker's CI guest config); at most
+    /// [`MAX_KERNEL_CONFIG_BYTES`].
+    #[serde(default)]
+    pub config: Option<String>,
 }
+
+/// The largest kernel config `kernel build --config` accepts.
+pub const MAX_KERNEL_CONFIG_BYTES: usize = 1 << 20;
 
 /// `GET /v1/version`: who is answering.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

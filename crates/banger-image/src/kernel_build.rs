@@ -9,6 +9,7 @@
 
 use crate::build::{have, run_logged};
 use anyhow::{bail, Context};
+use sha2::Digest;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -94,17 +95,46 @@ pub enum Step<'a> {
     Compiled(u64, u64),
 }
 
+/// What a guest kernel needs for banger's guests to boot and answer,
+/// whatever config it was built from (`kernel build --config`).
+pub const GUEST_NEEDS: &[&str] = &[
+    "CONFIG_VIRTIO_MMIO",
+    "CONFIG_VIRTIO_BLK",
+    "CONFIG_VIRTIO_VSOCKETS",
+    "CONFIG_EXT4_FS",
+    "CONFIG_OVERLAY_FS",
+    "CONFIG_DEVTMPFS",
+    "CONFIG_UNIX98_PTYS",
+    "CONFIG_PVH",
+];
+
+/// Which config a kernel is built from.
+pub enum Config<'a> {
+    /// banger's fragment (`kernel/banger-guest.config`) over `allnoconfig`.
+    Banger,
+    /// A whole `.config` (completed with `olddefconfig`), built in a source
+    /// tree of its own so switching configs never rebuilds from scratch.
+    Full(&'a str),
+}
+
 /// Builds `vmlinux` in `cache_dir` and returns its path. `log` receives the
 /// whole output.
 pub fn build(
     cache_dir: &Path,
     log: &Path,
     jobs: usize,
+    config: Config<'_>,
     mut progress: impl FnMut(Step<'_>),
 ) -> anyhow::Result<PathBuf> {
     let version = source_version().unwrap_or_else(|| "unknown".into());
     let tree_parent = cache_dir.join("kernel");
-    let tree = tree_parent.join(format!("linux-source-6.1_{version}"));
+    let tree = match config {
+        Config::Banger => tree_parent.join(format!("linux-source-6.1_{version}")),
+        Config::Full(text) => {
+            let sum = hex::encode(sha2::Sha256::digest(text.as_bytes()));
+            tree_parent.join(format!("linux-source-6.1_{version}-config-{}", &sum[..12]))
+        }
+    };
     if !tree.join("Makefile").exists() {
         progress(Step::Phase("unpacking linux-source-6.1"));
         let staging = tree_parent.join(format!(".unpack-{}", std::process::id()));
@@ -122,23 +152,38 @@ pub fn build(
         let _ = std::fs::remove_dir_all(&staging);
     }
     progress(Step::Phase("configuring"));
-    let fragment = tree_parent.join("banger-guest.config");
-    std::fs::write(&fragment, CONFIG_FRAGMENT)?;
-    let mut cfg = Command::new("make");
-    cfg.current_dir(&tree).env("KCONFIG_ALLCONFIG", &fragment).arg("allnoconfig");
-    run_logged(cfg, "make allnoconfig", log, |_| {})?;
-    let config = std::fs::read_to_string(tree.join(".config")).context("reading the generated .config")?;
+    let (required, total) = match config {
+        Config::Banger => {
+            let fragment = tree_parent.join("banger-guest.config");
+            std::fs::write(&fragment, CONFIG_FRAGMENT)?;
+            let mut cfg = Command::new("make");
+            cfg.current_dir(&tree).env("KCONFIG_ALLCONFIG", &fragment).arg("allnoconfig");
+            run_logged(cfg, "make allnoconfig", log, |_| {})?;
+            // About 1,450 objects with this config; a rebuild compiles far fewer.
+            (REQUIRED, 1450)
+        }
+        Config::Full(text) => {
+            std::fs::write(tree.join(".config"), text)?;
+            let mut cfg = Command::new("make");
+            cfg.current_dir(&tree).arg("olddefconfig");
+            run_logged(cfg, "make olddefconfig", log, |_| {})?;
+            (GUEST_NEEDS, 4000)
+        }
+    };
+    let generated = std::fs::read_to_string(tree.join(".config")).context("reading the generated .config")?;
     let missing: Vec<&str> =
-        REQUIRED.iter().copied().filter(|o| !config.lines().any(|l| l == format!("{o}=y"))).collect();
+        required.iter().copied().filter(|o| !generated.lines().any(|l| l == format!("{o}=y"))).collect();
     if !missing.is_empty() {
         bail!(
-            "the kernel config lacks {} (a dependency is missing from kernel/banger-guest.config)",
-            missing.join(", ")
+            "the kernel config lacks {} ({})",
+            missing.join(", "),
+            match config {
+                Config::Banger => "a dependency is missing from kernel/banger-guest.config",
+                Config::Full(_) => "banger's guests need them built in",
+            }
         );
     }
     progress(Step::Phase("compiling vmlinux"));
-    // About 1,450 objects with this config; a rebuild compiles far fewer.
-    let total = 1450;
     let mut done = 0u64;
     let mut make = Command::new("make");
     make.current_dir(&tree).arg(format!("-j{jobs}")).arg("vmlinux");

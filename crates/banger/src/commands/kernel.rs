@@ -4,6 +4,7 @@ use super::image::ListArgs;
 use super::{absolute, for_each_ref, seg};
 use crate::client::Client;
 use crate::output;
+use anyhow::Context;
 use banger_api::{Bundle, BundleRequest, ImportKernelRequest, Kernel, PullKernelRequest};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -23,7 +24,7 @@ pub enum KernelCmd {
     Show(ShowArgs),
     /// Build a guest kernel from Debian's linux-source-6.1 with banger's config
     #[command(
-        after_help = "Needs linux-source-6.1 and a compiler (installed with apt when run as root).\nThe source tree is cached, so a rebuild is quick. The full log is kept in the cache dir."
+        after_help = "Needs linux-source-6.1 and a compiler (installed with apt when run as root).\nThe source tree is cached, so a rebuild is quick. The full log is kept in the cache dir.\n\nExamples:\n  banger kernel build\n  banger kernel build --name fc-ci --config microvm-kernel-ci-x86_64-6.1.config"
     )]
     Build(BuildArgs),
     /// Remove kernels (refused while an image uses one)
@@ -73,6 +74,10 @@ pub struct BuildArgs {
     /// Name to register the kernel under (default: the configured default kernel)
     #[arg(long)]
     pub name: Option<String>,
+    /// Build with this whole kernel .config instead of banger's (e.g.
+    /// Firecracker's resources/guest_configs/microvm-kernel-ci-x86_64-6.1.config)
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
     #[arg(long)]
     pub json: bool,
 }
@@ -122,7 +127,11 @@ pub async fn run(client: Client, cmd: KernelCmd) -> anyhow::Result<i32> {
         }
         KernelCmd::Build(a) => {
             let mut view = crate::output::ProgressView::new(false);
-            let req = banger_api::BuildKernelRequest { name: a.name };
+            let config = match &a.config {
+                Some(path) => Some(read_config(path)?),
+                None => None,
+            };
+            let req = banger_api::BuildKernelRequest { name: a.name, config };
             let k: Kernel = client.post_stream("/v1/kernels/build", &req, |e| view.event(e)).await?;
             view.finish();
             print_one(&k, a.json)?;
@@ -170,6 +179,20 @@ pub async fn run(client: Client, cmd: KernelCmd) -> anyhow::Result<i32> {
             Ok(if ok { 0 } else { 1 })
         }
     }
+}
+
+/// A kernel config file's text, bounded.
+fn read_config(path: &std::path::Path) -> anyhow::Result<String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).with_context(|| format!("Cannot open {}", path.display()))?;
+    let mut text = String::new();
+    f.take(banger_api::MAX_KERNEL_CONFIG_BYTES as u64 + 1)
+        .read_to_string(&mut text)
+        .with_context(|| format!("{} is not a text file", path.display()))?;
+    if text.len() > banger_api::MAX_KERNEL_CONFIG_BYTES {
+        anyhow::bail!("{} is larger than a kernel config can be (1 MiB)", path.display());
+    }
+    Ok(text)
 }
 
 fn print_one(k: &Kernel, json: bool) -> anyhow::Result<()> {

@@ -205,3 +205,20 @@ fn an_idle_daemon_makes_no_bridge_or_taps() {
     e.ok(&["ps"]);
     assert!(!std::path::Path::new("/sys/class/net").join(&bridge).exists(), "bridge {bridge} was created");
 }
+
+#[test]
+fn kernel_build_refuses_a_config_that_is_not_one() {
+    let e = Env::new();
+    let not_config = e.dir.path().join("notes.txt");
+    std::fs::write(&not_config, "just some text\n").unwrap();
+    let r = e.fails(&["kernel", "build", "--name", "k", "--config", not_config.to_str().unwrap()]);
+    assert!(r.stderr.contains("not a kernel .config") && r.stderr.contains("hint:"), "{}", r.stderr);
+    let big = e.dir.path().join("big.config");
+    std::fs::write(&big, "CONFIG_X=y\n".repeat(200_000)).unwrap();
+    let r = e.fails(&["kernel", "build", "--name", "k", "--config", big.to_str().unwrap()]);
+    assert!(r.stderr.contains("larger than a kernel config can be"), "{}", r.stderr);
+    let r = e.fails(&["kernel", "build", "--config", "/no/such/file"]);
+    assert!(r.stderr.contains("/no/such/file"), "{}", r.stderr);
+    assert_eq!(e.ok(&["kernel", "list", "--json"]).json(), serde_json::json!([]));
+    e.ok(&["daemon", "stop"]);
+}

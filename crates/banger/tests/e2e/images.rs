@@ -383,3 +383,38 @@ fn oci_images_pull_boot_and_import() {
     let pr = e.ok(&["image", "cache", "prune", "--dry-run", "--json"]).json();
     assert_eq!(pr["files"], 0);
 }
+
+/// A kernel users bring, built from Firecracker's CI guest config: it finds
+/// its virtio devices only through ACPI (no `virtio_mmio.device=` support),
+/// so it boots on QEMU only because banger runs microvm with ACPI, and on
+/// Firecracker (the nested tier) with Firecracker's own tables.
+#[test]
+fn a_kernel_built_from_firecrackers_ci_config_boots() {
+    let vmlinux = crate::harness::fixtures_dir().join("fc-ci-vmlinux");
+    if !vmlinux.is_file() {
+        eprintln!(
+            "SKIPPED e2e test fc-ci-kernel: no {} (scripts/e2e-fixtures builds it when BANGER_E2E_FC_CONFIG \
+             names Firecracker's resources/guest_configs/microvm-kernel-ci-x86_64-6.1.config)",
+            vmlinux.display()
+        );
+        return;
+    }
+    let Some(e) = E2e::new("fc-ci-kernel") else { return };
+    e.ok(&["kernel", "import", "fc-ci", "--vmlinux", vmlinux.to_str().unwrap()]);
+    let rootfs = crate::harness::fixtures_dir().join("rootfs.ext4");
+    e.ok(&[
+        "image",
+        "register",
+        "--name",
+        "deb-fc",
+        "--rootfs",
+        rootfs.to_str().unwrap(),
+        "--kernel",
+        "fc-ci",
+    ]);
+    e.ok(&["vm", "create", "--name", "k", "--image", "deb-fc"]);
+    let r =
+        e.ok(&["vm", "exec", "k", "--", "sh", "-c", "ls /dev/vda /dev/vdb; tty -s || echo no-tty; hostname"]);
+    assert_eq!(r.stdout, "/dev/vda\n/dev/vdb\nno-tty\nk\n", "{}", r.stderr);
+    e.ok(&["vm", "stop", "k"]);
+}

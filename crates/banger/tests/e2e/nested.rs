@@ -151,6 +151,10 @@ fn payload(dir: &Path, tests: &[String]) -> PathBuf {
     copy(&std::env::current_exe().unwrap(), &stage.join("bin/e2e"));
     copy(&fixtures_dir().join("vmlinux"), &stage.join("fixtures/vmlinux"));
     copy(&fixtures_dir().join("rootfs.ext4"), &stage.join("fixtures/rootfs.ext4"));
+    let fc_ci = fixtures_dir().join("fc-ci-vmlinux");
+    if fc_ci.is_file() {
+        copy(&fc_ci, &stage.join("fixtures/fc-ci-vmlinux"));
+    }
     std::fs::write(stage.join("tests"), tests.join("\n") + "\n").unwrap();
     let timeout = std::env::var("BANGER_NESTED_TEST_TIMEOUT_SECS")
         .ok()

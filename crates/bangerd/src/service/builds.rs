@@ -30,6 +30,15 @@ impl Daemon {
     ) -> Result<Kernel> {
         let name = req.name.unwrap_or_else(|| self.config.default_kernel.clone());
         validate::object_name(&name, "kernel name")?;
+        if let Some(c) = &req.config {
+            if c.len() > banger_api::MAX_KERNEL_CONFIG_BYTES || !c.lines().any(|l| l.starts_with("CONFIG_")) {
+                return Err(ApiError::invalid(format!(
+                    "The kernel config is not a kernel .config of at most {} KiB",
+                    banger_api::MAX_KERNEL_CONFIG_BYTES >> 10
+                ))
+                .with_hint("pass a whole .config (lines like CONFIG_VIRTIO_MMIO=y)"));
+            }
+        }
         self.ensure_kernel_absent(&name)?;
         let _guard = self.name_locks.lock(&format!("kernel/{name}")).await;
         self.ensure_kernel_absent(&name)?;
@@ -57,8 +66,13 @@ impl Daemon {
         let p = progress.clone();
         let log2 = log.clone();
         let t0 = std::time::Instant::now();
+        let config = req.config;
         let vmlinux = tokio::task::spawn_blocking(move || {
-            kernel_build::build(&cache, &log2, jobs, |step| match step {
+            let config = match &config {
+                Some(text) => kernel_build::Config::Full(text),
+                None => kernel_build::Config::Banger,
+            };
+            kernel_build::build(&cache, &log2, jobs, config, |step| match step {
                 kernel_build::Step::Phase(m) => p.phase("kernel", m),
                 kernel_build::Step::Compiled(n, total) => p.progress("compiling", n, Some(total)),
             })

@@ -275,7 +275,7 @@ impl Daemon {
         if let Some(k) = self.store.get_kernel(&e.name).map_err(store_err)? {
             return Ok(super::kernels::to_api(&k));
         }
-        self.build_kernel(BuildKernelRequest { name: Some(e.name.clone()) }, progress).await
+        self.build_kernel(BuildKernelRequest { name: Some(e.name.clone()), config: None }, progress).await
     }
 
     /// Builds a catalog image locally, saying why.
