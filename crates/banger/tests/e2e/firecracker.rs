@@ -128,8 +128,8 @@ fn real_guests(test: &str) -> bool {
 }
 
 /// The Firecracker engine against a real guest: `auto` picks it, the hybrid
-/// vsock agent answers, pause/resume, logs and metrics, a clean stop
-/// (Ctrl-Alt-Del), start again, kill, delete — nothing left.
+/// vsock agent answers, logs and metrics, a clean stop, start again, kill,
+/// delete — nothing left.
 #[test]
 fn firecracker_runs_a_real_guest_through_its_lifecycle() {
     if !real_guests("fc-real") {
@@ -143,12 +143,6 @@ fn firecracker_runs_a_real_guest_through_its_lifecycle() {
     let id = v["id"].as_str().unwrap().to_string();
     let r = e.run_stdin(&["vm", "exec", "fc", "--", "sh", "-c", "cat; echo err >&2; exit 7"], Some(b"in\n"));
     assert_eq!((r.code, r.stdout.as_str(), r.stderr.as_str()), (7, "in\n", "err\n"));
-
-    e.ok(&["vm", "pause", "fc"]);
-    assert_eq!(e.vm("fc")["state"], "paused");
-    e.ok(&["vm", "resume", "fc"]);
-    assert_eq!(e.vm("fc")["state"], "running");
-    assert_eq!(e.ok(&["vm", "exec", "fc", "--", "echo", "resumed"]).stdout, "resumed\n");
 
     let vm_dir = e.dir.path().join("state/banger/vms").join(&id);
     let fc_log = std::fs::read_to_string(vm_dir.join("firecracker.log")).unwrap_or_default();
@@ -173,6 +167,26 @@ fn firecracker_runs_a_real_guest_through_its_lifecycle() {
     assert!(processes_mentioning(&id).is_empty(), "firecracker left after kill");
     e.ok(&["vm", "delete", "fc"]);
     e.assert_nothing_left(&id);
+}
+
+/// Pause freezes the guest (an exec waits), resume thaws it and the agent
+/// answers again.
+#[test]
+fn firecracker_pauses_and_resumes_a_real_guest() {
+    if !real_guests("fc-pause") {
+        return;
+    }
+    let vcpu = std::env::var("BANGER_E2E_PAUSE_VCPU").unwrap_or_else(|_| "2".into());
+    let Some(e) = E2e::with("fc-pause", "firecracker", "boot_timeout_secs = 300") else { return };
+    e.ok(&["vm", "create", "--name", "p", "--vcpu", &vcpu]);
+    e.ok(&["vm", "exec", "p", "--", "true"]);
+    e.ok(&["vm", "pause", "p"]);
+    assert_eq!(e.vm("p")["state"], "paused");
+    std::thread::sleep(Duration::from_secs(2));
+    e.ok(&["vm", "resume", "p"]);
+    assert_eq!(e.vm("p")["state"], "running");
+    let r = e.ok(&["vm", "exec", "--timeout", "60", "p", "--", "echo", "resumed"]);
+    assert_eq!(r.stdout, "resumed\n");
 }
 
 /// A guest kernel that panics (its root filesystem is unreadable) ends

@@ -170,9 +170,11 @@ impl E2e {
             format!("engine = \"{engine}\"\n{extra_config}\n[vm_defaults]\nmemory = \"512M\"\n"),
         )
         .unwrap();
+        let t = Instant::now();
         register_fixtures(|args| {
             e.ok(args);
         });
+        eprintln!("[{test}] fixtures registered in {:.1?}", t.elapsed());
         Some(e)
     }
 
