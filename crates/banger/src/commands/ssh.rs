@@ -7,7 +7,7 @@
 
 use super::seg;
 use crate::client::Client;
-use banger_agent_proto::{read_frame, write_json, ConnectRequest, Kind, Op, Request, Response};
+use banger_agent_proto::{read_frame, write_json, ConnectRequest, Health, Kind, Op, Request, Response};
 use banger_api::{ApiError, Vm, VmState};
 use bangerd::service::guest::SshInfo;
 use clap::Args;
@@ -121,17 +121,43 @@ fn host_key_changed(info: &SshInfo, name: &str, exe: &str) -> bool {
     .unwrap_or(false)
 }
 
+/// How long after the agent started a port that nobody accepts yet is
+/// waited for: the agent answers seconds before systemd has started sshd
+/// (or the user's service), so `vm create web && vm ssh web` waits for it
+/// instead of failing.
+const BOOT_GRACE_MS: u64 = 120_000;
+
 /// Splices stdin/stdout to a TCP port in the guest (ssh's ProxyCommand).
 pub async fn proxy(client: &Client, a: ProxyArgs) -> anyhow::Result<i32> {
     let name = a.vm.strip_suffix(".vm").unwrap_or(&a.vm);
-    let stream = client.agent(name).await?;
-    let (mut rd, mut wr) = tokio::io::split(stream);
-    write_json(&mut wr, Kind::Request, &Request::new(Op::Connect(ConnectRequest { port: a.port }))).await?;
-    let f =
-        read_frame(&mut rd).await?.ok_or_else(|| anyhow::anyhow!("the guest agent closed the connection"))?;
-    if let Response::Error { message } = f.json::<Response>()? {
-        anyhow::bail!("{message}");
-    }
+    let mut waiting = false;
+    let (mut rd, mut wr) = loop {
+        let stream = client.agent(name).await?;
+        let (mut rd, mut wr) = tokio::io::split(stream);
+        write_json(&mut wr, Kind::Request, &Request::new(Op::Connect(ConnectRequest { port: a.port })))
+            .await?;
+        let f = read_frame(&mut rd)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("the guest agent closed the connection"))?;
+        match f.json::<Response>()? {
+            Response::Error { message } => {
+                let refused = message.starts_with("nothing accepts connections");
+                if refused && guest_is_starting(client, name).await {
+                    if !waiting {
+                        eprintln!(
+                            "banger: waiting for guest port {} (the guest is still starting its services)",
+                            a.port
+                        );
+                        waiting = true;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                    continue;
+                }
+                anyhow::bail!("{message}");
+            }
+            Response::Ok { .. } => break (rd, wr),
+        }
+    };
     let up = async {
         let _ = tokio::io::copy(&mut tokio::io::stdin(), &mut wr).await;
     };
@@ -145,6 +171,21 @@ pub async fn proxy(client: &Client, a: ProxyArgs) -> anyhow::Result<i32> {
         _ = down => {},
     }
     Ok(0)
+}
+
+/// Whether the guest's agent started less than [`BOOT_GRACE_MS`] ago under
+/// an init that starts services (systemd).
+async fn guest_is_starting(client: &Client, name: &str) -> bool {
+    let health = async {
+        let stream = client.agent(name).await.ok()?;
+        let (mut rd, mut wr) = tokio::io::split(stream);
+        write_json(&mut wr, Kind::Request, &Request::new(Op::Health)).await.ok()?;
+        match read_frame(&mut rd).await.ok()??.json::<Response>().ok()? {
+            Response::Ok { data } => serde_json::from_value::<Health>(data).ok(),
+            Response::Error { .. } => None,
+        }
+    };
+    health.await.is_some_and(|h| h.init == "systemd" && h.uptime_ms < BOOT_GRACE_MS)
 }
 
 const BEGIN: &str = "# >>> banger ssh-config >>>";

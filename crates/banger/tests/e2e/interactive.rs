@@ -158,6 +158,13 @@ fn shell_in_an_image_without_init() {
     let r = e.ok(&["vm", "exec", "bb", "--", "sh", "-c", "readlink /dev/fd; cat /proc/1/comm"]);
     assert_eq!(r.stdout, "/proc/self/fd\nbanger-init\n", "{}", r.stderr);
     assert_dev_mounts(&e.ok(&["vm", "exec", "bb", "--", "cat", "/proc/mounts"]).stdout);
+    // No init, so nothing will start an sshd: `vm ssh` says so at once
+    // rather than waiting for one.
+    let t = std::time::Instant::now();
+    let r = e.run(&["vm", "ssh", "bb", "--", "true"]);
+    assert_eq!(r.code, 255, "{}", r.stderr);
+    assert!(r.stderr.contains("nothing accepts connections on guest port 22"), "{}", r.stderr);
+    assert!(t.elapsed() < Duration::from_secs(30), "vm ssh waited for an sshd that cannot come");
     e.ok(&["vm", "delete", "bb"]);
 
     let mut t = on_term(&e, &["vm", "run", "--rm", "--image", "bbsh"]);
