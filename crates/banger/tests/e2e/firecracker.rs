@@ -176,9 +176,19 @@ fn firecracker_pauses_and_resumes_a_real_guest() {
     if !real_guests("fc-pause") {
         return;
     }
-    let vcpu = std::env::var("BANGER_E2E_PAUSE_VCPU").unwrap_or_else(|_| "2".into());
+    if std::env::var_os("BANGER_E2E_NESTED").is_some() {
+        // Measured in the nested tier (L1 under QEMU/TCG's emulated SVM):
+        // Firecracker pauses and resumes without error, but the guest never
+        // runs again (no console output, RCU stalls on its vCPUs, the agent
+        // silent). banger only calls PATCH /vm Paused/Resumed; the fault is
+        // below it, in the emulated nested virtualization. See ARCHITECTURE.md.
+        eprintln!(
+            "SKIPPED e2e test fc-pause: guests do not run again after a resume under nested SVM emulation"
+        );
+        return;
+    }
     let Some(e) = E2e::with("fc-pause", "firecracker", "boot_timeout_secs = 300") else { return };
-    e.ok(&["vm", "create", "--name", "p", "--vcpu", &vcpu]);
+    e.ok(&["vm", "create", "--name", "p"]);
     e.ok(&["vm", "exec", "p", "--", "true"]);
     e.ok(&["vm", "pause", "p"]);
     assert_eq!(e.vm("p")["state"], "paused");

@@ -98,7 +98,7 @@ fn selected_tests() -> Vec<String> {
 const RUN: &str = r#"#!/bin/sh
 P=/payload
 export PATH=$P/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-export BANGER_E2E_BIN_DIR=$P/bin BANGER_E2E_FIXTURES=$P/fixtures HOME=/root RUST_BACKTRACE=1
+export BANGER_E2E_BIN_DIR=$P/bin BANGER_E2E_FIXTURES=$P/fixtures BANGER_E2E_NESTED=1 HOME=/root RUST_BACKTRACE=1
 TEST_TIMEOUT=$(cat $P/test-timeout)
 # Variables the host passed on (BANGER_NESTED_ENV), e.g. BANGER_BENCH=1.
 set -a
