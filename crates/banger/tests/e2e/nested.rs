@@ -19,7 +19,7 @@
 //! is killed at a deadline.
 //!
 //! `BANGER_NESTED_TESTS` (comma-separated substrings) narrows the tests;
-//! `BANGER_NESTED_BUDGET_SECS` bounds the whole tier (default 1800);
+//! `BANGER_NESTED_BUDGET_SECS` bounds the whole tier (default 2700);
 //! `BANGER_NESTED_ENV` (`KEY=VALUE …`) is set for the tests inside L1;
 //! `BANGER_NESTED_TEST_TIMEOUT_SECS` is one test's limit there.
 
@@ -321,7 +321,7 @@ fn firecracker_guests_nested_in_l1() {
         eprintln!("SKIPPED nested Firecracker tier: {why}");
         return;
     }
-    let budget = std::env::var("BANGER_NESTED_BUDGET_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(1800);
+    let budget = std::env::var("BANGER_NESTED_BUDGET_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(2700);
     let deadline = Instant::now() + Duration::from_secs(budget);
     let started = Instant::now();
     let dir = tempfile::Builder::new().prefix("banger-nested-").tempdir_in("/var/tmp").unwrap();
