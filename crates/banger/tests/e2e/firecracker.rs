@@ -265,7 +265,7 @@ fn bare_firecracker_boot(dir: &std::path::Path, kernel: &str, rootfs: &str) -> D
             {"drive_id": "rootfs", "path_on_host": rootfs, "is_root_device": false, "is_read_only": true},
             {"drive_id": "disk", "path_on_host": disk, "is_root_device": false, "is_read_only": false}
         ],
-        "machine-config": {"vcpu_count": 2, "mem_size_mib": 512, "smt": false},
+        "machine-config": {"vcpu_count": 1, "mem_size_mib": 512, "smt": false},
         "vsock": {"guest_cid": 3, "uds_path": vsock}
     });
     let cfg = dir.join("vm.json");
@@ -327,7 +327,7 @@ fn bench_firecracker_nested() {
     for i in 0..runs {
         let name = format!("b{i}");
         let t = Instant::now();
-        e.ok(&["vm", "create", "--name", &name, "--vcpu", "2"]);
+        e.ok(&["vm", "create", "--name", &name, "--vcpu", "1"]);
         e.ok(&["vm", "exec", &name, "--", "true"]);
         create.push(t.elapsed());
         e.ok(&["vm", "stop", &name]);
@@ -337,7 +337,7 @@ fn bench_firecracker_nested() {
         restart.push(t.elapsed());
         e.ok(&["vm", "delete", &name]);
         let t = Instant::now();
-        e.ok(&["vm", "run", "--rm", "--vcpu", "2", "--", "true"]);
+        e.ok(&["vm", "run", "--rm", "--vcpu", "1", "--", "true"]);
         run.push(t.elapsed());
         bare.push(bare_firecracker_boot(&e.dir.path().join("bare"), &kernel, &rootfs));
         eprintln!(
