@@ -136,17 +136,6 @@ pub fn register_fixtures(banger_ok: impl Fn(&[&str])) {
     ]);
 }
 
-/// Inside the nested tier's L1 VMs get one vCPU each: L1 has two, and
-/// multi-vCPU guests under emulated nested SVM are what hung L1 (soft
-/// lockups in firecracker's vCPU threads, twice in one run).
-fn nested_vcpu() -> &'static str {
-    if std::env::var_os("BANGER_E2E_NESTED").is_some() {
-        "vcpu = 1\n"
-    } else {
-        ""
-    }
-}
-
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// A private banger in its own network namespace, with the fixture kernel
@@ -178,10 +167,7 @@ impl E2e {
         std::fs::create_dir_all(e.dir.path().join("config/banger")).unwrap();
         std::fs::write(
             e.dir.path().join("config/banger/config.toml"),
-            format!(
-                "engine = \"{engine}\"\n{extra_config}\n[vm_defaults]\nmemory = \"512M\"\n{}",
-                nested_vcpu()
-            ),
+            format!("engine = \"{engine}\"\n{extra_config}\n[vm_defaults]\nmemory = \"512M\"\n"),
         )
         .unwrap();
         let t = Instant::now();
