@@ -40,8 +40,9 @@ const MODULES: &[&str] =
 const MAX_L1_CRASHES: usize = 5;
 /// One test inside L1 is killed (and its logs shown) after this long.
 const TEST_TIMEOUT: Duration = Duration::from_secs(420);
-/// No new marker line for this long: L1 itself is stuck.
-const STALL: Duration = Duration::from_secs(540);
+/// No marker line, heartbeat included (every 20 s), for this long: L1
+/// itself is stuck.
+const STALL: Duration = Duration::from_secs(180);
 
 fn cache_dir() -> PathBuf {
     std::env::var_os("BANGER_NESTED_CACHE")
@@ -113,6 +114,8 @@ if [ ! -c /dev/kvm ]; then
   exit 0
 fi
 echo "NESTED-READY $(uname -r) $(nproc) cpus $(awk '/MemTotal/ {print $2}' /proc/meminfo) kB"
+# A heartbeat: L1 can hang without a panic, and the host notices its silence.
+( while sleep 20; do echo "NESTED-ALIVE"; done ) &
 while read -r t; do
   [ -n "$t" ] || continue
   echo "NESTED-BEGIN $t"
@@ -311,6 +314,8 @@ fn results(console: &Path) -> (Vec<Finished>, Vec<Output>) {
             if let [t, rc, secs] = f.as_slice() {
                 done.push((t.to_string(), rc.parse().unwrap_or(-1), secs.parse().unwrap_or(0)));
             }
+        } else if line.starts_with("NESTED-ALIVE") {
+            continue;
         } else if let Some((_, out)) = outputs.last_mut() {
             out.push(line.to_string());
         }
