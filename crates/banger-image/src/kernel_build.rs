@@ -210,6 +210,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn banger_kernel_has_what_every_guest_kernel_needs() {
+        for o in GUEST_NEEDS {
+            assert!(REQUIRED.contains(o), "{o} is a guest need that banger's own config does not require");
+        }
+    }
+
+    #[test]
     fn fragment_asks_for_every_required_option() {
         for o in REQUIRED {
             assert!(CONFIG_FRAGMENT.lines().any(|l| l == format!("{o}=y")), "{o} is not in the fragment");

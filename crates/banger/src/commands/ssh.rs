@@ -130,7 +130,9 @@ const BOOT_GRACE_MS: u64 = 120_000;
 /// Splices stdin/stdout to a TCP port in the guest (ssh's ProxyCommand).
 pub async fn proxy(client: &Client, a: ProxyArgs) -> anyhow::Result<i32> {
     let name = a.vm.strip_suffix(".vm").unwrap_or(&a.vm);
-    let mut waiting = false;
+    // Set on the first refusal from a guest that is still starting: how
+    // long its services may still take.
+    let mut wait_until: Option<tokio::time::Instant> = None;
     let (mut rd, mut wr) = loop {
         let stream = client.agent(name).await?;
         let (mut rd, mut wr) = tokio::io::split(stream);
@@ -141,19 +143,26 @@ pub async fn proxy(client: &Client, a: ProxyArgs) -> anyhow::Result<i32> {
             .ok_or_else(|| anyhow::anyhow!("the guest agent closed the connection"))?;
         match f.json::<Response>()? {
             Response::Error { message } => {
-                let refused = message.starts_with("nothing accepts connections");
-                if refused && guest_is_starting(client, name).await {
-                    if !waiting {
+                if !message.starts_with("nothing accepts connections") {
+                    anyhow::bail!("{message}");
+                }
+                let deadline = match wait_until {
+                    Some(t) => t,
+                    None => {
+                        let Some(left) = boot_grace_left(client, name).await else {
+                            anyhow::bail!("{message}")
+                        };
                         eprintln!(
                             "banger: waiting for guest port {} (the guest is still starting its services)",
                             a.port
                         );
-                        waiting = true;
+                        *wait_until.insert(tokio::time::Instant::now() + left)
                     }
-                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-                    continue;
+                };
+                if tokio::time::Instant::now() >= deadline {
+                    anyhow::bail!("{message}");
                 }
-                anyhow::bail!("{message}");
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
             }
             Response::Ok { .. } => break (rd, wr),
         }
@@ -173,9 +182,9 @@ pub async fn proxy(client: &Client, a: ProxyArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Whether the guest's agent started less than [`BOOT_GRACE_MS`] ago under
-/// an init that starts services (systemd).
-async fn guest_is_starting(client: &Client, name: &str) -> bool {
+/// How much of [`BOOT_GRACE_MS`] is left since the guest's agent started,
+/// if it runs under an init that starts services (systemd) and some is.
+async fn boot_grace_left(client: &Client, name: &str) -> Option<std::time::Duration> {
     let health = async {
         let stream = client.agent(name).await.ok()?;
         let (mut rd, mut wr) = tokio::io::split(stream);
@@ -185,7 +194,8 @@ async fn guest_is_starting(client: &Client, name: &str) -> bool {
             Response::Error { .. } => None,
         }
     };
-    health.await.is_some_and(|h| h.init == "systemd" && h.uptime_ms < BOOT_GRACE_MS)
+    let h = health.await.filter(|h| h.init == "systemd" && h.uptime_ms < BOOT_GRACE_MS)?;
+    Some(std::time::Duration::from_millis(BOOT_GRACE_MS - h.uptime_ms))
 }
 
 const BEGIN: &str = "# >>> banger ssh-config >>>";

@@ -8,20 +8,10 @@ use crate::harness::{processes_mentioning, E2e};
 use std::time::{Duration, Instant};
 
 fn start_in_background(e: &E2e, vm: &str) -> std::thread::JoinHandle<crate::harness::Run> {
-    let cmd_env = (e.dir.path().to_path_buf(), e.netns.clone(), vm.to_string());
+    let mut cmd = e.cmd();
+    cmd.args(["vm", "start", vm]);
     std::thread::spawn(move || {
-        let (dir, netns, vm) = cmd_env;
-        let out = std::process::Command::new("ip")
-            .args(["netns", "exec", &netns])
-            .arg(crate::harness::banger_exe())
-            .args(["vm", "start", &vm])
-            .env("XDG_CONFIG_HOME", dir.join("config"))
-            .env("XDG_STATE_HOME", dir.join("state"))
-            .env("XDG_CACHE_HOME", dir.join("cache"))
-            .env("XDG_RUNTIME_DIR", dir.join("run"))
-            .env("BANGER_DAEMON_BIN", crate::harness::bangerd_exe())
-            .output()
-            .unwrap();
+        let out = cmd.output().unwrap();
         crate::harness::Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

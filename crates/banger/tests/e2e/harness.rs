@@ -44,17 +44,18 @@ fn on_path(prog: &str) -> bool {
 /// `$BANGER_E2E_BIN_DIR` when the suite runs away from its build tree (the
 /// nested Firecracker tier copies everything into its L1 VM).
 pub fn banger_exe() -> PathBuf {
-    match std::env::var_os("BANGER_E2E_BIN_DIR") {
-        Some(d) => PathBuf::from(d).join("banger"),
-        None => env!("CARGO_BIN_EXE_banger").into(),
-    }
+    under_test("banger", env!("CARGO_BIN_EXE_banger"))
 }
 
 /// The `bangerd` binary under test, found like [`banger_exe`].
 pub fn bangerd_exe() -> PathBuf {
+    under_test("bangerd", env!("CARGO_BIN_EXE_bangerd"))
+}
+
+fn under_test(name: &str, built: &str) -> PathBuf {
     match std::env::var_os("BANGER_E2E_BIN_DIR") {
-        Some(d) => PathBuf::from(d).join("bangerd"),
-        None => env!("CARGO_BIN_EXE_bangerd").into(),
+        Some(d) => PathBuf::from(d).join(name),
+        None => built.into(),
     }
 }
 

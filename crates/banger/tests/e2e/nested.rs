@@ -50,13 +50,12 @@ fn cache_dir() -> PathBuf {
         .unwrap_or_else(|| "/var/cache/banger-nested".into())
 }
 
-/// Why the tier cannot run here, if it cannot.
+/// Why the tier cannot run here, if it cannot: what every Firecracker e2e
+/// test needs (root, firecracker, the agent, the fixtures), then QEMU with
+/// SVM emulation and the L1 image.
 fn missing() -> Option<String> {
-    if !nix::unistd::geteuid().is_root() {
-        return Some("needs root".into());
-    }
-    if which("firecracker").is_none() {
-        return Some("firecracker is not installed (put it on PATH to run guests nested under QEMU)".into());
+    if let Some(why) = crate::harness::missing("firecracker") {
+        return Some(why);
     }
     for tool in ["qemu-system-x86_64", "mkfs.ext4"] {
         if which(tool).is_none() && !Path::new("/sbin").join(tool).exists() {
@@ -67,13 +66,6 @@ fn missing() -> Option<String> {
     let cpus = cpus.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
     if !cpus.contains("EPYC") || !cpus.split_whitespace().any(|w| w == "svm") {
         return Some("this QEMU cannot emulate an AMD CPU with SVM".into());
-    }
-    if static_agent().is_none() {
-        return Some("the static guest agent is not built (scripts/build-agent)".into());
-    }
-    let f = fixtures_dir();
-    if !f.join("vmlinux").is_file() || !f.join("rootfs.ext4").is_file() {
-        return Some(format!("the e2e fixtures are not in {} (scripts/e2e-fixtures)", f.display()));
     }
     let c = cache_dir();
     if !["l1.ext4", "vmlinuz", "initrd.img"].iter().all(|f| c.join(f).is_file()) {
@@ -258,7 +250,7 @@ fn session(payload: &Path, console: &Path, deadline: Instant) -> Session {
     let mut last_progress = Instant::now();
     let ended = loop {
         std::thread::sleep(Duration::from_secs(1));
-        let text = String::from_utf8_lossy(&std::fs::read(console).unwrap_or_default()).into_owned();
+        let text = console_text(console);
         if text.lines().any(|l| l.starts_with("NESTED-DONE")) {
             break Session::Done;
         }
@@ -290,8 +282,7 @@ fn session(payload: &Path, console: &Path, deadline: Instant) -> Session {
 }
 
 /// The console's last lines, for a report.
-fn tail(console: &Path, n: usize) -> String {
-    let text = String::from_utf8_lossy(&std::fs::read(console).unwrap_or_default()).into_owned();
+fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
@@ -301,9 +292,14 @@ type Finished = (String, i32, u64);
 /// A test's name and the console lines it printed.
 type Output = (String, Vec<String>);
 
-/// Each finished test, and the output lines of each test, from a console.
-fn results(console: &Path) -> (Vec<Finished>, Vec<Output>) {
-    let text = String::from_utf8_lossy(&std::fs::read(console).unwrap_or_default()).into_owned();
+/// A console log as text (empty if QEMU never wrote it).
+fn console_text(console: &Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(console).unwrap_or_default()).into_owned()
+}
+
+/// Each finished test, and the output lines of each test, from a console's
+/// text.
+fn results(text: &str) -> (Vec<Finished>, Vec<Output>) {
     let mut done = Vec::new();
     let mut outputs: Vec<(String, Vec<String>)> = Vec::new();
     for line in text.lines() {
@@ -346,8 +342,8 @@ fn firecracker_guests_nested_in_l1() {
         let console = dir.path().join(format!("console-{sessions}.log"));
         let t0 = Instant::now();
         let ended = session(&img, &console, deadline);
-        let (done, outputs) = results(&console);
-        let text = String::from_utf8_lossy(&std::fs::read(&console).unwrap_or_default()).into_owned();
+        let text = console_text(&console);
+        let (done, outputs) = results(&text);
         retried.extend(text.lines().filter_map(|l| l.strip_prefix("NESTED-RETRY ")).map(String::from));
         eprintln!("L1 session {sessions}: {} test(s) finished in {:.0?}", done.len(), t0.elapsed());
         for (t, rc, secs) in &done {
@@ -382,7 +378,7 @@ fn firecracker_guests_nested_in_l1() {
                 let report = format!(
                     "L1 session {sessions} {what} during {}; console tail:\n{}",
                     during.as_deref().unwrap_or("boot"),
-                    tail(&console, 40)
+                    tail(&text, 40)
                 );
                 eprintln!("{report}");
                 crashes.push(report);
