@@ -184,7 +184,7 @@ impl Flattener {
                 for child in std::fs::read_dir(&dir)? {
                     let child = child?.path();
                     if !made.contains(&child) {
-                        remove_any(&child)?;
+                        self.remove(&child)?;
                     }
                 }
                 continue;
@@ -195,7 +195,7 @@ impl Flattener {
                 if hidden.is_empty() || hidden == b"." || hidden == b".." {
                     bail!("entry {:?} is a malformed whiteout", Path::new(OsStr::from_bytes(&raw)));
                 }
-                remove_any(&victim)?;
+                self.remove(&victim)?;
                 continue;
             }
             let dest = dir.join(name);
@@ -224,7 +224,7 @@ impl Flattener {
                 match existing {
                     Some(m) if m.is_dir() => {}
                     Some(_) => {
-                        remove_any(dest)?;
+                        self.remove(dest)?;
                         std::fs::DirBuilder::new().mode(0o755).create(dest)?;
                     }
                     None => std::fs::DirBuilder::new().mode(0o755).create(dest)?,
@@ -233,7 +233,7 @@ impl Flattener {
             }
             T::Regular | T::Continuous | T::GNUSparse => {
                 if existing.is_some() {
-                    remove_any(dest)?;
+                    self.remove(dest)?;
                 }
                 let mut f = std::fs::File::options()
                     .write(true)
@@ -246,7 +246,7 @@ impl Flattener {
             }
             T::Symlink => {
                 if existing.is_some() {
-                    remove_any(dest)?;
+                    self.remove(dest)?;
                 }
                 let target = entry.link_name_bytes().context("symlink without a target")?.into_owned();
                 std::os::unix::fs::symlink(OsStr::from_bytes(&target), dest)?;
@@ -269,14 +269,14 @@ impl Flattener {
                     return Ok(());
                 }
                 if existing.is_some() {
-                    remove_any(dest)?;
+                    self.remove(dest)?;
                 }
                 std::fs::hard_link(&target, dest)?;
                 return Ok(()); // shares the target's inode: owner and mode too
             }
             T::Char | T::Block | T::Fifo => {
                 if existing.is_some() {
-                    remove_any(dest)?;
+                    self.remove(dest)?;
                 }
                 let sflag = match kind {
                     T::Char => nix::sys::stat::SFlag::S_IFCHR,
@@ -339,14 +339,31 @@ impl Flattener {
         Ok(())
     }
 
-    /// Applies directory modes (deepest first) once all layers are in.
+    /// Removes what is at `p` (see [`remove_any`]) and forgets the modes
+    /// saved for directories at or under it: they were theirs alone.
+    fn remove(&mut self, p: &Path) -> anyhow::Result<()> {
+        self.dir_modes.retain(|d, _| !d.starts_with(p));
+        remove_any(p)
+    }
+
+    /// Applies directory modes (deepest first) once all layers are in. Each
+    /// directory is opened beneath the root with no symlink followed on the
+    /// way: one that a later entry replaced by a link (to anywhere, the
+    /// host's `/etc` included) or a file is skipped, never chmodded through.
     pub fn finish(&mut self) -> anyhow::Result<()> {
+        let root = std::fs::File::open(&self.root)
+            .with_context(|| format!("Cannot open {}", self.root.display()))?;
         let mut dirs: Vec<_> = self.dir_modes.drain().collect();
         dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
         for (p, mode) in dirs {
-            if std::fs::symlink_metadata(&p).map(|m| m.is_dir()).unwrap_or(false) {
-                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))?;
-            }
+            let Ok(rel) = p.strip_prefix(&self.root) else { continue };
+            let dir = match crate::fsutil::open_beneath(&root, rel, nix::fcntl::OFlag::O_DIRECTORY) {
+                Ok(fd) => fd,
+                Err(e) if crate::fsutil::is_gone_or_link(e) => continue,
+                Err(e) => return Err(e).with_context(|| format!("Cannot open {}", self.rel(&p))),
+            };
+            nix::sys::stat::fchmod(&dir, nix::sys::stat::Mode::from_bits_truncate(mode))
+                .with_context(|| format!("Cannot set the mode of {}", self.rel(&p)))?;
         }
         Ok(())
     }
@@ -468,7 +485,7 @@ mod tests {
             }
             h.set_entry_type(kind);
             h.set_size(data.len() as u64);
-            h.set_mode(if kind == tar::EntryType::Directory { 0o755 } else { 0o644 });
+            h.set_mode(if kind == tar::EntryType::Directory { 0o750 } else { 0o644 });
             h.set_cksum();
             t.append(&h, data).unwrap();
         }
@@ -577,8 +594,48 @@ mod tests {
         assert!(root.join(d.path().strip_prefix("/").unwrap()).join("y").is_file());
     }
 
+    /// A layer that makes `a/x` 0777 and then turns `a` into a symlink to a
+    /// host directory must leave that directory's `x` alone: modes are
+    /// applied inside the root, never through a link (issue 14, item 1).
+    #[test]
+    fn a_directory_mode_never_lands_through_a_later_symlink() {
+        let d = tempfile::tempdir().unwrap();
+        let (root, host) = (d.path().join("root"), d.path().join("host"));
+        std::fs::create_dir(&root).unwrap();
+        std::fs::create_dir_all(host.join("x")).unwrap();
+        std::fs::set_permissions(host.join("x"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let mut f = Flattener::new(&root);
+        let mut t = tar::Builder::new(Vec::new());
+        for (name, kind, mode, link) in [
+            ("a/", tar::EntryType::Directory, 0o755, None),
+            ("a/x/", tar::EntryType::Directory, 0o777, None),
+            ("a", tar::EntryType::Symlink, 0o777, Some(host.display().to_string())),
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_mode(mode);
+            h.set_size(0);
+            if let Some(l) = link {
+                h.set_link_name(l).unwrap();
+            }
+            t.append_data(&mut h, name, &[][..]).unwrap();
+        }
+        f.apply_layer(&t.into_inner().unwrap()[..]).unwrap();
+        f.finish().unwrap();
+        let mode = std::fs::metadata(host.join("x")).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o700, "the host directory's mode was changed through the symlink");
+        assert!(std::fs::symlink_metadata(root.join("a")).unwrap().file_type().is_symlink());
+    }
+
+    /// Entry names: mostly a few short ones, so that entries meet (a
+    /// directory, then a link in its place), and any of the hostile forms.
     fn name() -> impl Strategy<Value = String> {
-        let comp = prop_oneof!["a", "b", "..", ".", "evil", ".wh.a", ".wh..wh..opq"];
+        let short = prop_oneof!["a", "a/x", "x", "b"].prop_map(String::from);
+        prop_oneof![2 => short, 1 => any_name()]
+    }
+
+    fn any_name() -> impl Strategy<Value = String> {
+        let comp = prop_oneof!["a", "b", "x", "..", ".", "evil", ".wh.a", ".wh..wh..opq"];
         (any::<bool>(), prop::collection::vec(comp, 1..4)).prop_map(|(abs, c)| {
             let p = c.join("/");
             if abs {
@@ -596,6 +653,10 @@ mod tests {
             Just("../../..".to_string()),
             Just("/outside".to_string()),
             Just("../outside".to_string()),
+            // The host path of the directory beside the root (see
+            // `hostile_layers_never_write_outside`).
+            Just(OUTSIDE.to_string()),
+            Just(format!("{OUTSIDE}/x")),
             Just("a".to_string()),
             name()
         ];
@@ -607,24 +668,45 @@ mod tests {
         ]
     }
 
+    /// Stands for the host path of the directory beside the root in
+    /// symlink targets.
+    const OUTSIDE: &str = "@OUTSIDE";
+
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(300))]
-        /// Whatever the layers say, nothing outside the root changes.
+        #![proptest_config(ProptestConfig::with_cases(500))]
+        /// Whatever the layers say, nothing outside the root changes: no
+        /// entry, no content, no mode, even through symlinks that name the
+        /// host directory beside the root.
         #[test]
         fn hostile_layers_never_write_outside(layers in prop::collection::vec(prop::collection::vec(entry(), 1..12), 1..4)) {
             let d = tempfile::tempdir().unwrap();
             let root = d.path().join("root");
             let outside = d.path().join("outside");
             std::fs::create_dir(&root).unwrap();
-            std::fs::create_dir(&outside).unwrap();
+            std::fs::create_dir_all(outside.join("x")).unwrap();
             std::fs::write(outside.join("keep"), b"keep").unwrap();
+            for (p, mode) in [(outside.join("x"), 0o700), (outside.join("keep"), 0o600)] {
+                std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+            }
+            let host = outside.display().to_string();
             let mut f = Flattener::new(&root);
             for l in &layers {
-                let _ = f.apply_layer(&layer(l)[..]);
+                let l: Vec<E> = l
+                    .iter()
+                    .map(|e| match e {
+                        E::Symlink(n, t) => E::Symlink(n.clone(), t.replace(OUTSIDE, &host)),
+                        e => e.clone(),
+                    })
+                    .collect();
+                let _ = f.apply_layer(&layer(&l)[..]);
             }
             let _ = f.finish();
-            prop_assert_eq!(tree(&outside), vec!["keep".to_string()]);
+            prop_assert_eq!(tree(&outside), vec!["keep".to_string(), "x/".to_string()]);
             prop_assert_eq!(std::fs::read(outside.join("keep")).unwrap(), b"keep");
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+            prop_assert_eq!(mode(&outside.join("x")), 0o700);
+            prop_assert_eq!(mode(&outside.join("keep")), 0o600);
+            prop_assert_eq!(mode(&outside), 0o755);
             let mut beside: Vec<_> = std::fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
             beside.sort();
             prop_assert_eq!(beside, vec![OsString::from("outside"), OsString::from("root")]);
