@@ -28,6 +28,7 @@
 //! under a millisecond on KVM), keeps every operation's state local to its
 //! connection, and lets operations run in parallel without multiplexing.
 
+pub mod beneath;
 pub mod client;
 mod frame;
 mod messages;

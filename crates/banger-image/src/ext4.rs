@@ -248,10 +248,17 @@ pub fn clone_vm_disk(templates: &Path, path: &Path, size_mib: u64) -> anyhow::Re
     std::fs::create_dir_all(templates).with_context(|| format!("Cannot create {}", templates.display()))?;
     let template = templates.join(format!("{size_mib}M.ext4"));
     if !template.exists() {
-        let tmp = templates.join(format!(".{size_mib}M.ext4.{}", std::process::id()));
-        let _ = std::fs::remove_file(&tmp);
+        // A directory of its own per attempt: racing first uses (threads of
+        // one daemon included) never share a file; the last rename wins,
+        // and every contender's template is whole.
+        let work = tempfile::Builder::new()
+            .prefix(&format!(".{size_mib}M."))
+            .tempdir_in(templates)
+            .with_context(|| format!("Cannot create a temporary directory in {}", templates.display()))?;
+        let tmp = work.path().join("disk.ext4");
         create_vm_disk(&tmp, size_mib)?;
-        std::fs::rename(&tmp, &template)?;
+        std::fs::rename(&tmp, &template)
+            .with_context(|| format!("Cannot publish {}", template.display()))?;
     }
     crate::fsutil::sparse_copy(&template, path).map(|_| ())
 }
@@ -262,6 +269,33 @@ mod tests {
 
     fn have_e2fsprogs() -> bool {
         tool("mkfs.ext4").is_ok() && tool("debugfs").is_ok()
+    }
+
+    /// Issue 14, item 5: first uses of one size at once, in one process,
+    /// each get a good disk and leave one good template.
+    #[test]
+    fn concurrent_first_clones_share_no_temp_file() {
+        if !have_e2fsprogs() {
+            eprintln!("SKIPPED: e2fsprogs (mkfs.ext4, debugfs) not installed");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let templates = d.path().join("templates");
+        let disks: Vec<PathBuf> = (0..6).map(|i| d.path().join(format!("disk{i}.ext4"))).collect();
+        std::thread::scope(|s| {
+            let handles: Vec<_> =
+                disks.iter().map(|p| s.spawn(|| clone_vm_disk(&templates, p, 64))).collect();
+            for h in handles {
+                h.join().unwrap().unwrap();
+            }
+        });
+        let fsck = tool("e2fsck").unwrap();
+        for p in disks.iter().chain([&templates.join("64M.ext4")]) {
+            let out = Command::new(&fsck).arg("-fn").arg(p).output().unwrap();
+            assert!(out.status.success(), "{} is not a clean ext4: {}", p.display(), String::from_utf8_lossy(&out.stdout));
+        }
+        let left: Vec<_> = std::fs::read_dir(&templates).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("64M.ext4")], "temporary files left");
     }
 
     #[test]

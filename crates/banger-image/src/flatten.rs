@@ -357,9 +357,9 @@ impl Flattener {
         dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
         for (p, mode) in dirs {
             let Ok(rel) = p.strip_prefix(&self.root) else { continue };
-            let dir = match crate::fsutil::open_beneath(&root, rel, nix::fcntl::OFlag::O_DIRECTORY) {
+            let dir = match banger_agent_proto::beneath::open_beneath(&root, rel, nix::fcntl::OFlag::O_DIRECTORY) {
                 Ok(fd) => fd,
-                Err(e) if crate::fsutil::is_gone_or_link(e) => continue,
+                Err(e) if banger_agent_proto::beneath::is_gone_or_link(e) => continue,
                 Err(e) => return Err(e).with_context(|| format!("Cannot open {}", self.rel(&p))),
             };
             nix::sys::stat::fchmod(&dir, nix::sys::stat::Mode::from_bits_truncate(mode))

@@ -86,29 +86,6 @@ fn copy_range_buffered(from: &File, to: &File, offset: i64, len: usize) -> anyho
     Ok(())
 }
 
-/// Opens `rel` beneath the directory `root` with no symlink followed and
-/// nothing outside `root` reachable (`openat2` with `RESOLVE_BENEATH |
-/// RESOLVE_NO_SYMLINKS`): for paths whose components an untrusted party
-/// (an image, a guest, another user) may have made links.
-pub fn open_beneath(
-    root: &impl std::os::fd::AsFd,
-    rel: &Path,
-    flags: nix::fcntl::OFlag,
-) -> nix::Result<std::os::fd::OwnedFd> {
-    use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
-    let how = OpenHow::new().flags(flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW).resolve(
-        ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS,
-    );
-    nix::fcntl::openat2(root, rel, how)
-}
-
-/// Whether an [`open_beneath`] error means "not there, or not without
-/// following a link" rather than a real failure.
-pub fn is_gone_or_link(e: nix::errno::Errno) -> bool {
-    use nix::errno::Errno;
-    matches!(e, Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP | Errno::EXDEV)
-}
-
 /// Hex sha256 of a file's contents. Holes are hashed as the zeros they read
 /// as, from memory, without reading them: a 2 GiB image with 500 MiB of data
 /// costs 500 MiB of reads.

@@ -131,9 +131,11 @@ async fn download(client: &Client, vm: &str, src: &str, dst: &Path) -> anyhow::R
     let bar = progress_bar(None);
     let (reader, writer) = tokio::io::duplex(1 << 20);
     let d2 = dir.clone();
+    let asked = src.to_string();
+    // The guest may be hostile: only the name asked for lands in `dir`.
     let unpacker = tokio::task::spawn_blocking(move || {
         let r = tokio_util::io::SyncIoBridge::new(reader);
-        banger_agent_proto::tarsafe::unpack(&d2, r, None, rename.as_deref())
+        banger_agent_proto::tarsafe::unpack_from_guest(&d2, r, &asked, rename.as_deref())
     });
     let stream = client.agent(vm).await?;
     let b2 = bar.clone();
@@ -150,6 +152,9 @@ async fn download(client: &Client, vm: &str, src: &str, dst: &Path) -> anyhow::R
     got.map_err(|e| anyhow::anyhow!("copy from {vm}:{src} failed: {e}"))?;
     let u = unpacked.map_err(|e| anyhow::anyhow!("refused the archive from {vm}: {e}"))?;
     eprintln!("copied {vm}:{src} ({} entries, {} bytes) to {}", u.entries, u.bytes, dst.display());
+    if u.skipped > 0 {
+        eprintln!("skipped {} device node(s) and FIFO(s): they are not copied", u.skipped);
+    }
     Ok(0)
 }
 
