@@ -55,16 +55,26 @@ fn firecracker_guest_that_never_gets_ready_fails_in_time_and_leaves_nothing() {
 
 #[test]
 fn firecracker_killed_during_boot_reports_its_console() {
-    if crate::harness::engine() == "firecracker" {
-        eprintln!("SKIPPED: covered by the guest-level suite where KVM runs guests");
+    // A guest on real KVM boots faster than the test can kill it; in the
+    // nested tier (and with kvm_pvm, where the guest never gets far) the
+    // boot takes seconds.
+    let nested = std::env::var_os("BANGER_E2E_NESTED").is_some();
+    if crate::harness::engine() == "firecracker" && !nested {
+        eprintln!("SKIPPED: a guest on this KVM boots before the test can kill it mid-boot");
         return;
     }
     let Some(e) = E2e::with("fc-crash", "firecracker", "boot_timeout_secs = 60") else { return };
     e.ok(&["vm", "create", "--name", "fc", "--no-start"]);
     let start = start_in_background(&e, "fc");
     let pid = engine_pid(&e, "fc");
-    // Let the kernel print its first lines, then kill -9 the engine.
-    std::thread::sleep(Duration::from_secs(4));
+    // Once the kernel has printed its first lines, kill -9 the engine.
+    let id = e.vm("fc")["id"].as_str().unwrap().to_string();
+    let console = e.dir.path().join("state/banger/vms").join(&id).join("console.log");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&console).unwrap_or_default().contains("Linux version") {
+        assert!(Instant::now() < deadline, "the kernel printed nothing in 30 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL)
         .unwrap();
     let r = start.join().unwrap();

@@ -172,9 +172,13 @@ impl E2e {
         )
         .unwrap();
         let t = Instant::now();
-        register_fixtures(|args| {
-            e.ok(args);
-        });
+        if std::env::var_os("BANGER_E2E_NESTED").is_some() {
+            e.clone_seed();
+        } else {
+            register_fixtures(|args| {
+                e.ok(args);
+            });
+        }
         eprintln!("[{test}] fixtures registered in {:.1?}", t.elapsed());
         Some(e)
     }
@@ -287,6 +291,81 @@ pub fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
         }
     }
     out
+}
+
+/// Where the nested tier keeps the registered fixtures it clones for each
+/// test (L1's root is thrown away when L1 stops).
+const SEED: &str = "/var/tmp/banger-nested-seed";
+
+impl E2e {
+    /// The fixtures, registered once per L1 session and cloned for each
+    /// test: under nested TCG, hashing the 2 GiB rootfs at `image register`
+    /// takes about 30 s, most of a short test. The seed's images and
+    /// kernels are hard-linked (VMs open them read-only) and its database
+    /// copied with their paths moved to this test's state dir. The host
+    /// tiers register for real in every test.
+    fn clone_seed(&self) {
+        let seed = Path::new(SEED);
+        let lock = std::fs::File::create(format!("{SEED}.lock")).unwrap();
+        let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
+        if !seed.join("ready").exists() {
+            let _ = std::fs::remove_dir_all(seed);
+            std::fs::create_dir_all(seed.join("config/banger")).unwrap();
+            let cmd = |args: &[&str]| {
+                let out = self
+                    .cmd()
+                    .env("XDG_CONFIG_HOME", seed.join("config"))
+                    .env("XDG_STATE_HOME", seed.join("state"))
+                    .env("XDG_CACHE_HOME", seed.join("cache"))
+                    .env("XDG_RUNTIME_DIR", seed.join("run"))
+                    .args(args)
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "seed: banger {args:?}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            };
+            register_fixtures(cmd);
+            let pid = std::fs::read_to_string(seed.join("run/banger/bangerd.lock")).unwrap_or_default();
+            cmd(&["daemon", "stop"]);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Path::new(&format!("/proc/{}", pid.trim())).exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            std::fs::write(seed.join("ready"), "").unwrap();
+        }
+        let (from, to) = (seed.join("state/banger"), self.dir.path().join("state/banger"));
+        link_tree(&from.join("images"), &to.join("images"));
+        link_tree(&from.join("kernels"), &to.join("kernels"));
+        for f in std::fs::read_dir(&from).unwrap().flatten() {
+            if f.file_name().to_string_lossy().starts_with("banger.db") {
+                std::fs::copy(f.path(), to.join(f.file_name())).unwrap();
+            }
+        }
+        let db = rusqlite::Connection::open(to.join("banger.db")).unwrap();
+        let (a, b) = (from.display().to_string(), to.display().to_string());
+        db.execute_batch(&format!(
+            "UPDATE kernels SET vmlinux_path = replace(vmlinux_path, '{a}', '{b}'),
+                                initrd_path = replace(initrd_path, '{a}', '{b}');
+             UPDATE images SET rootfs_path = replace(rootfs_path, '{a}', '{b}');"
+        ))
+        .unwrap();
+    }
+}
+
+/// Recreates the directories under `from` at `to`, hard-linking the files.
+fn link_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            link_tree(&e.path(), &dest);
+        } else {
+            std::fs::hard_link(e.path(), dest).unwrap();
+        }
+    }
 }
 
 impl E2e {
