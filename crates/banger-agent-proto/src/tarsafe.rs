@@ -134,7 +134,8 @@ pub fn unpack_with(dest: &Path, reader: impl Read, rules: &Rules) -> Result<Unpa
         let mode = h.mode().unwrap_or(0o644) & mask;
         let mtime = h.mtime().unwrap_or(0);
         let name = rel.file_name().expect("a placed entry has a name").to_owned();
-        let parent = make_dirs(&root, rel.parent().unwrap_or(Path::new("")), rules.owner).map_err(|e| fail(&e))?;
+        let parent =
+            make_dirs(&root, rel.parent().unwrap_or(Path::new("")), rules.owner).map_err(|e| fail(&e))?;
         use tar::EntryType as T;
         match kind {
             T::Directory => {
@@ -145,21 +146,26 @@ pub fn unpack_with(dest: &Path, reader: impl Read, rules: &Rules) -> Result<Unpa
                         nix::sys::stat::mkdirat(&parent, name.as_os_str(), Mode::from_bits_truncate(0o700))
                             .map_err(|e| fail(&e))?;
                     }
-                    None => nix::sys::stat::mkdirat(&parent, name.as_os_str(), Mode::from_bits_truncate(0o700))
-                        .map_err(|e| fail(&e))?,
+                    None => {
+                        nix::sys::stat::mkdirat(&parent, name.as_os_str(), Mode::from_bits_truncate(0o700))
+                            .map_err(|e| fail(&e))?
+                    }
                 }
                 chown_at(&parent, &name, rules.owner).map_err(|e| fail(&e))?;
                 dirs.push((rel, mode, mtime));
             }
             T::Regular | T::Continuous => {
                 remove_file(&parent, &name).map_err(|e| fail(&e))?;
-                let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-                let fd = nix::fcntl::openat(&parent, name.as_os_str(), flags, Mode::from_bits_truncate(0o600))
-                    .map_err(|e| fail(&e))?;
+                let flags =
+                    OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+                let fd =
+                    nix::fcntl::openat(&parent, name.as_os_str(), flags, Mode::from_bits_truncate(0o600))
+                        .map_err(|e| fail(&e))?;
                 let mut f = std::fs::File::from(fd);
                 done.bytes += std::io::copy(&mut entry, &mut f).map_err(|e| fail(&e))?;
                 if let Some((u, g)) = rules.owner {
-                    nix::unistd::fchown(&f, Some(Uid::from_raw(u)), Some(Gid::from_raw(g))).map_err(|e| fail(&e))?;
+                    nix::unistd::fchown(&f, Some(Uid::from_raw(u)), Some(Gid::from_raw(g)))
+                        .map_err(|e| fail(&e))?;
                 }
                 nix::sys::stat::fchmod(&f, Mode::from_bits_truncate(mode)).map_err(|e| fail(&e))?;
                 let t = TimeSpec::new(mtime as i64, 0);
@@ -181,10 +187,15 @@ pub fn unpack_with(dest: &Path, reader: impl Read, rules: &Rules) -> Result<Unpa
                 };
                 let tname = trel.file_name().expect("a placed entry has a name");
                 let tdir = trel.parent().unwrap_or(Path::new(""));
-                let tparent = open_beneath(&root, tdir, OFlag::O_DIRECTORY | OFlag::O_RDONLY)
-                    .map_err(|e| fail(&format!("its target {} is not in the archive ({e})", target.display())))?;
+                let tparent =
+                    open_beneath(&root, tdir, OFlag::O_DIRECTORY | OFlag::O_RDONLY).map_err(|e| {
+                        fail(&format!("its target {} is not in the archive ({e})", target.display()))
+                    })?;
                 if kind_at(&tparent, tname) != Some(SFlag::S_IFREG) {
-                    return Err(fail(&format!("its target {} is not a file in the archive", target.display())));
+                    return Err(fail(&format!(
+                        "its target {} is not a file in the archive",
+                        target.display()
+                    )));
                 }
                 remove_file(&parent, &name).map_err(|e| fail(&e))?;
                 nix::unistd::linkat(&tparent, tname, &parent, name.as_os_str(), AtFlags::empty())
@@ -255,8 +266,11 @@ fn make_dirs(root: &OwnedFd, rel: &Path, owner: Option<(u32, u32)>) -> Result<Ow
                 nix::sys::stat::mkdirat(&cur, c.as_os_str(), Mode::from_bits_truncate(0o755))
                     .map_err(|e| format!("cannot create {}: {e}", rel.display()))?;
                 chown_at(&cur, c.as_os_str(), owner).map_err(|e| e.to_string())?;
-                open_beneath(&cur, Path::new(c.as_os_str()), flags)
-                    .map_err(|e| format!("cannot open {}: {e}", rel.display()))?
+                let made = open_beneath(&cur, Path::new(c.as_os_str()), flags)
+                    .map_err(|e| format!("cannot open {}: {e}", rel.display()))?;
+                // 0755 whatever the unpacking process's umask.
+                nix::sys::stat::fchmod(&made, Mode::from_bits_truncate(0o755)).map_err(|e| e.to_string())?;
+                made
             }
             Err(Errno::ELOOP | Errno::ENOTDIR | Errno::EXDEV) => {
                 return Err(format!("{} is a symlink or not a directory", rel.display()))
@@ -285,7 +299,13 @@ fn remove_file(dir: &impl AsFd, name: &std::ffi::OsStr) -> Result<(), String> {
 
 fn chown_at(dir: &impl AsFd, name: &std::ffi::OsStr, owner: Option<(u32, u32)>) -> nix::Result<()> {
     let Some((u, g)) = owner else { return Ok(()) };
-    nix::unistd::fchownat(dir, name, Some(Uid::from_raw(u)), Some(Gid::from_raw(g)), AtFlags::AT_SYMLINK_NOFOLLOW)
+    nix::unistd::fchownat(
+        dir,
+        name,
+        Some(Uid::from_raw(u)),
+        Some(Gid::from_raw(g)),
+        AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
 }
 
 #[cfg(test)]
@@ -359,8 +379,11 @@ mod tests {
         assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "something landed outside");
     }
 
-    /// A tar built entry by entry: (name, kind, mode, link target, data).
-    fn archive(entries: &[(&str, tar::EntryType, u32, Option<&str>, &[u8])]) -> Vec<u8> {
+    /// One entry: name, kind, mode, link target, data.
+    type Entry<'a> = (&'a str, tar::EntryType, u32, Option<&'a str>, &'a [u8]);
+
+    /// A tar built entry by entry.
+    fn archive(entries: &[Entry]) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
         for (name, kind, mode, link, data) in entries {
             let mut h = tar::Header::new_gnu();

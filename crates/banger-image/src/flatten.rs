@@ -148,6 +148,8 @@ impl Flattener {
                         .mode(0o755)
                         .create(&p)
                         .with_context(|| format!("Cannot create {}", p.display()))?;
+                    // The image's modes never depend on the daemon's umask.
+                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?;
                     cur.push(c);
                 }
                 Err(e) => return Err(e).with_context(|| format!("Cannot resolve {}", self.rel(&p))),
@@ -353,15 +355,18 @@ impl Flattener {
     pub fn finish(&mut self) -> anyhow::Result<()> {
         let root = std::fs::File::open(&self.root)
             .with_context(|| format!("Cannot open {}", self.root.display()))?;
+        // The image's `/`, whatever umask made the directory.
+        root.set_permissions(std::fs::Permissions::from_mode(0o755))?;
         let mut dirs: Vec<_> = self.dir_modes.drain().collect();
         dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
         for (p, mode) in dirs {
             let Ok(rel) = p.strip_prefix(&self.root) else { continue };
-            let dir = match banger_agent_proto::beneath::open_beneath(&root, rel, nix::fcntl::OFlag::O_DIRECTORY) {
-                Ok(fd) => fd,
-                Err(e) if banger_agent_proto::beneath::is_gone_or_link(e) => continue,
-                Err(e) => return Err(e).with_context(|| format!("Cannot open {}", self.rel(&p))),
-            };
+            let dir =
+                match banger_agent_proto::beneath::open_beneath(&root, rel, nix::fcntl::OFlag::O_DIRECTORY) {
+                    Ok(fd) => fd,
+                    Err(e) if banger_agent_proto::beneath::is_gone_or_link(e) => continue,
+                    Err(e) => return Err(e).with_context(|| format!("Cannot open {}", self.rel(&p))),
+                };
             nix::sys::stat::fchmod(&dir, nix::sys::stat::Mode::from_bits_truncate(mode))
                 .with_context(|| format!("Cannot set the mode of {}", self.rel(&p)))?;
         }

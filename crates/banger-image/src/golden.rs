@@ -93,6 +93,15 @@ pub fn debootstrap(
         .arg("bookworm")
         .arg(root)
         .arg(mirror);
+    // The guest's files get Debian's usual modes, not the daemon's private
+    // umask.
+    // SAFETY: umask is async-signal-safe; runs in the child before exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::umask(0o022);
+            Ok(())
+        });
+    }
     run_logged(cmd, "debootstrap", log, |l| on_line(l))
 }
 
@@ -102,7 +111,7 @@ pub fn configure(root: &Path) -> anyhow::Result<()> {
     for (path, mode, text) in OVERLAY {
         let p = root.join(path);
         if let Some(d) = p.parent() {
-            std::fs::create_dir_all(d)?;
+            create_dirs_0755(root, d)?;
         }
         let _ = std::fs::remove_file(&p);
         std::fs::write(&p, text).with_context(|| format!("Cannot write {}", p.display()))?;
@@ -115,7 +124,7 @@ pub fn configure(root: &Path) -> anyhow::Result<()> {
         std::os::unix::fs::symlink("/dev/null", &link)?;
     }
     let wants = system.join("multi-user.target.wants");
-    std::fs::create_dir_all(&wants)?;
+    create_dirs_0755(root, &wants)?;
     let _ = std::fs::remove_file(wants.join("banger-ssh-hostkey.service"));
     std::os::unix::fs::symlink("../banger-ssh-hostkey.service", wants.join("banger-ssh-hostkey.service"))?;
     // Host keys made at build time would be shared by every VM.
@@ -137,6 +146,22 @@ pub fn configure(root: &Path) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(root.join("root/.ssh"))?;
     std::fs::set_permissions(root.join("root/.ssh"), std::fs::Permissions::from_mode(0o700))?;
+    Ok(())
+}
+
+/// Creates the missing directories of `dir` under `root` with mode 0755,
+/// whatever the process umask (the daemon's is private).
+fn create_dirs_0755(root: &Path, dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let rel = dir.strip_prefix(root).unwrap_or(dir);
+    let mut p = root.to_path_buf();
+    for c in rel.components() {
+        p.push(c);
+        if std::fs::symlink_metadata(&p).is_err() {
+            std::fs::create_dir(&p).with_context(|| format!("Cannot create {}", p.display()))?;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?;
+        }
+    }
     Ok(())
 }
 

@@ -10,6 +10,7 @@ use http::{header, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -127,14 +128,17 @@ impl Client {
         let bin = daemon_binary().context(
             "Cannot find the bangerd binary (looked next to banger, in $BANGER_DAEMON_BIN and on PATH)",
         )?;
-        std::fs::create_dir_all(&self.paths.state_dir)
-            .with_context(|| format!("Cannot create {}", self.paths.state_dir.display()))?;
+        bangerd::paths::ensure_private_dir(&self.paths.state_dir)?;
         let log_path = self.paths.daemon_log();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&log_path)
             .with_context(|| format!("Cannot open the daemon log {}", log_path.display()))?;
+        // A log from an older banger may be open to others.
+        log.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         let mut cmd = std::process::Command::new(&bin);
         cmd.stdin(std::process::Stdio::null()).stdout(log.try_clone()?).stderr(log);
         crate::sys::detach(&mut cmd);

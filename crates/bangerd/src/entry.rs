@@ -8,6 +8,10 @@ use tracing_subscriber::EnvFilter;
 /// Runs the daemon process: parses its few flags, sets up logging, serves
 /// until SIGTERM/SIGINT or an API shutdown request.
 pub fn main() {
+    // Everything the daemon (or the root helper) creates is its own alone,
+    // whatever umask it was started with: guest disks, memory, logs, the
+    // database. Modes that must differ are set explicitly.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--version" || a == "-V") {
         println!("bangerd {}", banger_api::build_id());

@@ -107,8 +107,10 @@ impl Paths {
     /// daemon's socket, so it must be ours and closed to everybody else; a
     /// pre-existing one owned by another user (a squatter in /tmp) is refused.
     pub fn ensure(&self) -> anyhow::Result<()> {
+        // Private whatever the umask, and tightened if an older banger made
+        // them open: they hold guest disks, logs and the database.
         for dir in [&self.state_dir, &self.cache_dir] {
-            std::fs::create_dir_all(dir).with_context(|| format!("Cannot create {}", dir.display()))?;
+            ensure_private_dir(dir)?;
         }
         for dir in [self.vms_dir(), self.images_dir(), self.kernels_dir()] {
             std::fs::create_dir_all(&dir).with_context(|| format!("Cannot create {}", dir.display()))?;
@@ -145,11 +147,7 @@ pub fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
     }
     let uid = nix::unistd::getuid().as_raw();
     if meta.uid() != uid {
-        bail!(
-            "{} is owned by uid {}, not by you (uid {uid}); refusing to put the daemon socket there",
-            dir.display(),
-            meta.uid()
-        );
+        bail!("{} is owned by uid {}, not by you (uid {uid}); refusing to use it", dir.display(), meta.uid());
     }
     if meta.mode() & 0o777 != 0o700 {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))

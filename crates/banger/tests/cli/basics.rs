@@ -222,3 +222,41 @@ fn kernel_build_refuses_a_config_that_is_not_one() {
     assert_eq!(e.ok(&["kernel", "list", "--json"]).json(), serde_json::json!([]));
     e.ok(&["daemon", "stop"]);
 }
+
+/// Issue 14, item 6: whatever the umask it is started with, the daemon
+/// makes its state and cache private: directories 0700, files 0600 (or
+/// 0700 for the few it makes executable), nothing for other users.
+#[test]
+fn the_daemons_files_are_private_whatever_the_umask() {
+    use std::os::unix::process::CommandExt;
+    let e = Env::new();
+    e.with_fake_agent();
+    let mut first = e.cmd();
+    // SAFETY: umask is async-signal-safe; runs in the child before exec.
+    unsafe {
+        first.pre_exec(|| {
+            libc::umask(0);
+            Ok(())
+        });
+    }
+    assert!(first.args(["ps"]).status().unwrap().success());
+    e.seed_image();
+    e.ok(&["vm", "create", "--no-start", "--name", "private", "--image", "img"]);
+    let mut open = Vec::new();
+    for top in [e.state_dir(), e.dir.path().join("cache/banger")] {
+        let mut stack = vec![top];
+        while let Some(p) = stack.pop() {
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            if m.file_type().is_symlink() {
+                continue;
+            }
+            if m.permissions().mode() & 0o077 != 0 {
+                open.push(format!("{} {:o}", p.display(), m.permissions().mode() & 0o7777));
+            }
+            if m.is_dir() {
+                stack.extend(std::fs::read_dir(&p).unwrap().map(|d| d.unwrap().path()));
+            }
+        }
+    }
+    assert!(open.is_empty(), "open to other users:\n{}", open.join("\n"));
+}

@@ -318,10 +318,11 @@ fn oci_images_pull_boot_and_import() {
         "--",
         "sh",
         "-c",
-        "pwd; echo $FOO; id -u; ls /opt; ls /data; stat -c '%u %a' /home/app /opt/b; stat -c %h /opt/c; cat /proc/1/comm",
+        "pwd; echo $FOO; id -u; ls /opt; ls /data; stat -c '%u %a' /home/app /opt/b; stat -c %h /opt/c; cat /proc/1/comm; stat -c %a /",
     ]);
+    // `/` is 0755 whatever the daemon's (private) umask.
     assert_eq!(
-        out.stdout, "/opt\nbar\n1000\nb\nc\nnew\n1000 750\n1000 644\n2\nbanger-init\n",
+        out.stdout, "/opt\nbar\n1000\nb\nc\nnew\n1000 750\n1000 644\n2\nbanger-init\n755\n",
         "stderr: {}",
         out.stderr
     );

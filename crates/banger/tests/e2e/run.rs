@@ -90,6 +90,9 @@ fn workspace_lands_exactly_and_exports_back() {
     assert!(list.contains("/root/proj"), "{list}");
     // vm exec runs in the workspace by default.
     assert_eq!(e.ok(&["vm", "exec", "ws", "--", "pwd"]).stdout, "/root/proj\n");
+    // The seeded disk is the overlay's upper layer: the guest's `/` keeps
+    // 0755 whatever the daemon's (private) umask.
+    assert_eq!(e.ok(&["vm", "exec", "ws", "--", "stat", "-c", "%a", "/"]).stdout, "755\n");
     let sums = e.ok(&[
         "vm",
         "exec",

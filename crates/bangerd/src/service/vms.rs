@@ -329,6 +329,11 @@ impl Daemon {
             let t = std::time::Instant::now();
             let done = banger_agent_proto::tarsafe::unpack(&st.join("upper"), tar, owner, None)
                 .map_err(anyhow::Error::msg)?;
+            // The disk's root and the overlay's dirs: the guest's `/` takes
+            // the upper dir's mode, which must not be the daemon's umask.
+            for dir in [st.clone(), st.join("work"), st.join("upper")] {
+                std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+            }
             let unpacked = t.elapsed().as_millis();
             banger_image::ext4::mkfs_from_dir(&d, Some(&st), size, "banger-disk")?;
             Ok((done.bytes, unpacked, t.elapsed().as_millis() - unpacked))
