@@ -137,9 +137,19 @@ pub async fn wait_for_listener(
     }
 }
 
-/// The last `n` lines of a log file, for error messages.
+/// The last `n` lines of a log file, for error messages, read from its
+/// last 64 KiB: a guest can make its console log large.
 pub fn tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    use std::io::{Read, Seek};
+    const WINDOW: u64 = 64 << 10;
+    let mut bytes = Vec::new();
+    if let Ok(mut f) = std::fs::File::open(path) {
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        if f.seek(std::io::SeekFrom::Start(len.saturating_sub(WINDOW))).is_ok() {
+            let _ = f.take(WINDOW).read_to_end(&mut bytes);
+        }
+    }
+    let text = String::from_utf8_lossy(&bytes).into_owned();
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }

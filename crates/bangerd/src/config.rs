@@ -67,6 +67,7 @@ struct FileConfig {
     default_image: Option<String>,
     default_kernel: Option<String>,
     boot_timeout_secs: Option<u64>,
+    console_log_max_mib: Option<u64>,
     network: Option<FileNetwork>,
     vm_defaults: Option<FileVmDefaults>,
     #[serde(default)]
@@ -158,6 +159,8 @@ pub struct Config {
     pub default_kernel: String,
     /// How long a start waits for the guest agent.
     pub boot_timeout_secs: u64,
+    /// A VM's `console.log` is rotated (to `console.log.1`) past this size.
+    pub console_log_max_mib: u64,
     pub bridge: String,
     pub cidr: Ipv4Net,
     /// Taps kept ready on the bridge so a start never waits for one.
@@ -197,6 +200,7 @@ impl Config {
             default_kernel: DEFAULT_KERNEL.into(),
             // Generous: a systemd guest under TCG takes 10-15 s to settle.
             boot_timeout_secs: 120,
+            console_log_max_mib: 16,
             bridge: DEFAULT_BRIDGE.into(),
             cidr: DEFAULT_CIDR.parse().expect("the default CIDR parses"),
             tap_pool: 4,
@@ -247,6 +251,7 @@ impl Config {
         mark("default_image", file.default_image.is_some());
         mark("default_kernel", file.default_kernel.is_some());
         mark("boot_timeout_secs", file.boot_timeout_secs.is_some());
+        mark("console_log_max_mib", file.console_log_max_mib.is_some());
         mark("network.bridge", net.bridge.is_some());
         mark("network.cidr", net.cidr.is_some());
         mark("network.tap_pool", net.tap_pool.is_some());
@@ -298,6 +303,14 @@ impl Config {
             );
         }
         c.boot_timeout_secs = boot_timeout_secs;
+        let console_max = file.console_log_max_mib.unwrap_or(c.console_log_max_mib);
+        if console_max == 0 || console_max > 4096 {
+            anyhow::bail!(
+                "Invalid config file {}: console_log_max_mib must be between 1 and 4096",
+                path.display()
+            );
+        }
+        c.console_log_max_mib = console_max;
         check_bridge_name(&bridge)
             .map_err(|m| anyhow::anyhow!("Invalid config file {}: network.bridge: {m}", path.display()))?;
         c.bridge = bridge;
@@ -365,6 +378,7 @@ impl Config {
             ("default_image", json!(self.default_image)),
             ("default_kernel", json!(self.default_kernel)),
             ("boot_timeout_secs", json!(self.boot_timeout_secs)),
+            ("console_log_max_mib", json!(self.console_log_max_mib)),
             ("network.bridge", json!(self.bridge)),
             ("network.cidr", json!(self.cidr.to_string())),
             ("network.tap_pool", json!(self.tap_pool)),

@@ -69,7 +69,9 @@ impl Qemu {
             // A guest reboot ends the VM, as it does under Firecracker.
             "-no-reboot".into(),
             "-chardev".into(),
-            format!("file,id=con,path={}", spec.console_log().display()),
+            // Appending, so that the daemon can truncate a log grown too
+            // large under QEMU's feet (see bangerd's `rotate_console`).
+            format!("file,id=con,path={},append=on", spec.console_log().display()),
             "-serial".into(),
             "chardev:con".into(),
             "-kernel".into(),

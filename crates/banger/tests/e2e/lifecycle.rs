@@ -140,3 +140,36 @@ fn two_vms_reach_each_other() {
     assert!(r.stderr.contains("not an ext4"), "{}", r.stderr);
     assert_eq!(e.ok(&["image", "list", "--json"]).json().as_array().unwrap().len(), 1);
 }
+
+/// Issue 14, item 7: a guest that floods its serial console cannot fill
+/// the host's disk: past `console_log_max_mib` the log is rotated, and the
+/// engine (QEMU's chardev appends) goes on writing at its new start.
+#[test]
+fn a_chatty_console_stays_bounded() {
+    let Some(e) = E2e::with("chatty", &crate::harness::engine(), "console_log_max_mib = 1") else { return };
+    e.ok(&["vm", "create", "--name", "chatty"]);
+    let id = e.vm("chatty")["id"].as_str().unwrap().to_string();
+    let dir = e.dir.path().join("state/banger/vms").join(&id);
+    // About 4 MiB of lines straight to the serial port, then a marker.
+    let flood = "yes 'chatty console line, seventy-odd characters long, over and over.' \
+                 | head -c 4000000 > /dev/ttyS0; echo CHATTY-END > /dev/ttyS0";
+    e.ok(&["vm", "exec", "chatty", "--timeout", "300", "--", "sh", "-c", flood]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let len = std::fs::metadata(dir.join("console.log")).map(|m| m.len()).unwrap_or(0);
+        let logs = e.ok(&["vm", "logs", "chatty"]).stdout;
+        if len <= 1 << 20 && logs.contains("CHATTY-END") {
+            assert_eq!(logs.len() as u64, len, "vm logs is the current file");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "console.log is {len} bytes after the flood");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let old = std::fs::metadata(dir.join("console.log.1")).unwrap();
+    assert_eq!(old.len(), 1 << 20, "the rotated copy keeps the last MiB");
+    // Not sparse: the engine really writes at the start after a rotation.
+    use std::os::unix::fs::MetadataExt;
+    let cur = std::fs::metadata(dir.join("console.log")).unwrap();
+    assert!(cur.blocks() * 512 <= (1 << 20) + (64 << 10), "console.log: {} blocks", cur.blocks());
+    e.ok(&["vm", "exec", "chatty", "--", "true"]);
+}

@@ -105,6 +105,21 @@ pub fn kill_recorded_engines(vms_dir: &Path) {
 }
 
 /// The last lines of the serial console, for error messages.
+/// The file's length and up to 1 MiB of it from `offset`; `None` if it
+/// cannot be read.
+async fn read_from(path: &Path, offset: u64) -> Option<(u64, Vec<u8>)> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let mut f = tokio::fs::File::open(path).await.ok()?;
+    let len = f.metadata().await.ok()?.len();
+    if len <= offset {
+        return Some((len, Vec::new()));
+    }
+    f.seek(std::io::SeekFrom::Start(offset)).await.ok()?;
+    let mut buf = Vec::new();
+    f.take(1 << 20).read_to_end(&mut buf).await.ok()?;
+    Some((len, buf))
+}
+
 pub fn console_tail(vm_dir: &Path, lines: usize) -> String {
     process::tail(&vm_dir.join("console.log"), lines)
 }
@@ -444,6 +459,21 @@ impl Daemon {
         let d = self.clone();
         let id = vm_id.to_string();
         let watched = rt.clone();
+        let (console, max) = (rt.handles.console_log.clone(), self.config.console_log_max_mib << 20);
+        let mut exited = rt.exited.clone();
+        tokio::spawn(async move {
+            // The console log stays bounded while the engine runs.
+            while !*exited.borrow() {
+                match crate::service::logs::rotate_console(&console, max) {
+                    Ok(true) => tracing::info!(log = %console.display(), "console log rotated"),
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(log = %console.display(), "cannot rotate the console log: {e}"),
+                }
+                if let Ok(Err(_)) = tokio::time::timeout(Duration::from_secs(1), exited.changed()).await {
+                    break; // the watcher is gone
+                }
+            }
+        });
         tokio::spawn(async move {
             if let Err(e) = process::exited(&watched.handles.vmm).await {
                 tracing::warn!(vm = %id, "cannot watch the engine process: {e}; polling");
@@ -475,14 +505,24 @@ impl Daemon {
             // guest driver, virtio-vsock included, has probed. A request that
             // reaches vhost-device-vsock earlier, while the guest side is not
             // there yet, can stay unanswered for good (seen on loaded hosts).
-            let mut seen = 0usize;
+            // Only what is new is read (a chatty guest's console can be
+            // large), with a line's worth of overlap for a marker split
+            // across two reads; a rotated (truncated) log is read anew.
+            let mut seen = 0u64;
+            let mut carry: Vec<u8> = Vec::new();
             loop {
-                let text = tokio::fs::read(&console).await.unwrap_or_default();
-                if text.len() != seen {
-                    seen = text.len();
-                    if String::from_utf8_lossy(&text).contains(GUEST_READY_LINE) {
+                if let Some((len, new)) = read_from(&console, seen).await {
+                    if len < seen {
+                        (seen, carry) = (0, Vec::new());
+                        continue;
+                    }
+                    seen += new.len() as u64;
+                    carry.extend_from_slice(&new);
+                    if carry.windows(GUEST_READY_LINE.len()).any(|w| w == GUEST_READY_LINE.as_bytes()) {
                         break;
                     }
+                    let keep = carry.len().saturating_sub(GUEST_READY_LINE.len());
+                    carry.drain(..keep);
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
