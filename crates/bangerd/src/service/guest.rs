@@ -145,10 +145,10 @@ impl Daemon {
                         mode: 0o600,
                         dir_mode: 0o700,
                     });
-                    let r = async {
+                    let r = bounded(|| async {
                         let mut s = connect_uds(uds, AGENT_PORT).await.map_err(|e| e.to_string())?;
-                        call(&mut s, req).await.map_err(|e| e.to_string())
-                    }
+                        call(&mut s, req.clone()).await.map(drop).map_err(|e| e.to_string())
+                    })
                     .await;
                     if let Err(e) = r {
                         warn("cannot install banger's SSH key", &e);
@@ -181,10 +181,13 @@ impl Daemon {
                 Ok(t) => t,
                 Err(e) => return warn("cannot pack the files for the guest", &e),
             };
-            let r = async {
+            let r = bounded(|| async {
                 let s = connect_uds(uds, AGENT_PORT).await.map_err(|e| e.to_string())?;
-                put_tar(s, "/", Some((0, 0)), tar.as_slice(), |_| {}).await.map_err(|e| e.to_string())
-            }
+                put_tar(s, "/", Some((0, 0)), tar.as_slice(), |_| {})
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            })
             .await;
             if let Err(e) = r {
                 warn("cannot copy git identity and synced files", &e);
@@ -192,6 +195,44 @@ impl Daemon {
         };
         tokio::join!(key, files);
     }
+}
+
+/// How long one post-boot agent call may take, and how many times it is
+/// tried: the VM's lock is held meanwhile, so a guest that never answers
+/// (hostile, or a vsock connection lost on the way) must not hold the VM
+/// in `starting`. The calls are idempotent.
+const POST_BOOT_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const POST_BOOT_CALL_ATTEMPTS: u32 = 3;
+
+/// Runs `call` until it succeeds, at most [`POST_BOOT_CALL_ATTEMPTS`]
+/// times, each bounded by [`POST_BOOT_CALL_TIMEOUT`].
+async fn bounded<F, Fut>(call: F) -> std::result::Result<(), String>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<(), String>>,
+{
+    retry_bounded(POST_BOOT_CALL_TIMEOUT, POST_BOOT_CALL_ATTEMPTS, call).await
+}
+
+async fn retry_bounded<F, Fut>(
+    limit: std::time::Duration,
+    attempts: u32,
+    call: F,
+) -> std::result::Result<(), String>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<(), String>>,
+{
+    let mut last = String::new();
+    for attempt in 1..=attempts {
+        match tokio::time::timeout(limit, call()).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => last = e,
+            Err(_) => last = format!("the guest agent did not answer in {:?}", limit),
+        }
+        tracing::info!(attempt, "post-boot agent call failed: {last}");
+    }
+    Err(format!("{last} ({attempts} attempts)"))
 }
 
 fn home() -> PathBuf {
@@ -239,4 +280,41 @@ fn build_tar(files: &[(String, u32, Vec<u8>)]) -> std::io::Result<Vec<u8>> {
         b.append_data(&mut h, path, data.as_slice())?;
     }
     b.into_inner()
+}
+
+#[cfg(test)]
+mod bounded_tests {
+    use super::retry_bounded;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::{Duration, Instant};
+
+    /// Issue 14, item 13: a guest that accepts a call and never answers
+    /// costs a bounded time, not a VM stuck in `starting`.
+    #[tokio::test]
+    async fn a_silent_guest_costs_bounded_time() {
+        let tries = AtomicU32::new(0);
+        let t = Instant::now();
+        let r = retry_bounded(Duration::from_millis(50), 3, || {
+            tries.fetch_add(1, Ordering::SeqCst);
+            std::future::pending::<Result<(), String>>()
+        })
+        .await;
+        assert!(r.unwrap_err().contains("did not answer"));
+        assert_eq!(tries.load(Ordering::SeqCst), 3);
+        assert!(t.elapsed() < Duration::from_secs(2));
+        // A lost first attempt is retried.
+        let tries = AtomicU32::new(0);
+        let r = retry_bounded(Duration::from_millis(50), 3, || {
+            let n = tries.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    std::future::pending::<()>().await;
+                }
+                Ok(())
+            }
+        })
+        .await;
+        assert!(r.is_ok());
+        assert_eq!(tries.load(Ordering::SeqCst), 2);
+    }
 }
