@@ -257,8 +257,7 @@ pub fn clone_vm_disk(templates: &Path, path: &Path, size_mib: u64) -> anyhow::Re
             .with_context(|| format!("Cannot create a temporary directory in {}", templates.display()))?;
         let tmp = work.path().join("disk.ext4");
         create_vm_disk(&tmp, size_mib)?;
-        std::fs::rename(&tmp, &template)
-            .with_context(|| format!("Cannot publish {}", template.display()))?;
+        std::fs::rename(&tmp, &template).with_context(|| format!("Cannot publish {}", template.display()))?;
     }
     crate::fsutil::sparse_copy(&template, path).map(|_| ())
 }
@@ -292,7 +291,12 @@ mod tests {
         let fsck = tool("e2fsck").unwrap();
         for p in disks.iter().chain([&templates.join("64M.ext4")]) {
             let out = Command::new(&fsck).arg("-fn").arg(p).output().unwrap();
-            assert!(out.status.success(), "{} is not a clean ext4: {}", p.display(), String::from_utf8_lossy(&out.stdout));
+            assert!(
+                out.status.success(),
+                "{} is not a clean ext4: {}",
+                p.display(),
+                String::from_utf8_lossy(&out.stdout)
+            );
         }
         let left: Vec<_> = std::fs::read_dir(&templates).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(left, vec![std::ffi::OsString::from("64M.ext4")], "temporary files left");
