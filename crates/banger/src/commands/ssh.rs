@@ -32,7 +32,7 @@ pub struct SshArgs {
 
 #[derive(Debug, Args)]
 pub struct ProxyArgs {
-    /// VM name (a `.vm` suffix is ignored), id or unique prefix
+    /// VM name (a `.vm` suffix is ignored) or id, whole: `ssh we.vm` never reaches `web`
     #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::completion::vms))]
     pub vm: String,
     /// TCP port inside the guest
@@ -129,7 +129,18 @@ const BOOT_GRACE_MS: u64 = 120_000;
 
 /// Splices stdin/stdout to a TCP port in the guest (ssh's ProxyCommand).
 pub async fn proxy(client: &Client, a: ProxyArgs) -> anyhow::Result<i32> {
-    let name = a.vm.strip_suffix(".vm").unwrap_or(&a.vm);
+    let asked = a.vm.strip_suffix(".vm").unwrap_or(&a.vm);
+    // `ssh NAME.vm` must reach exactly NAME: a prefix would let `ssh we.vm`
+    // reach `web`, and pin web's host key under another name. From here on
+    // the VM is named by its id.
+    let vm: Vm = client.get(&format!("/v1/vms/{}", seg(asked))).await?;
+    if vm.name != asked && vm.id != asked {
+        anyhow::bail!(
+            "no VM is named {asked:?} ({asked:?} is only the start of {:?}); `vm proxy` and `ssh NAME.vm` take a whole name or id",
+            vm.name
+        );
+    }
+    let name = vm.id.as_str();
     // Set on the first refusal from a guest that is still starting: how
     // long its services may still take.
     let mut wait_until: Option<tokio::time::Instant> = None;

@@ -260,3 +260,19 @@ fn the_daemons_files_are_private_whatever_the_umask() {
     }
     assert!(open.is_empty(), "open to other users:\n{}", open.join("\n"));
 }
+
+/// Issue 14, item 15: `ssh we.vm` (which runs `vm proxy we.vm 22`) must
+/// not reach a VM named `web`; prefixes stay fine for the other commands.
+#[test]
+fn vm_proxy_takes_whole_names_only() {
+    let e = Env::new();
+    e.with_fake_agent();
+    e.seed_image();
+    e.ok(&["vm", "create", "--no-start", "--name", "web", "--image", "img"]);
+    let r = e.fails(&["vm", "proxy", "we.vm", "22"]);
+    assert!(r.stderr.contains("no VM is named \"we\""), "{}", r.stderr);
+    assert_eq!(e.ok(&["vm", "show", "we", "--json"]).json()["name"], "web");
+    // The whole name gets as far as the (stopped) VM.
+    let r = e.fails(&["vm", "proxy", "web.vm", "22"]);
+    assert!(!r.stderr.contains("no VM is named"), "{}", r.stderr);
+}

@@ -102,8 +102,16 @@ fn exit_codes_and_streams() {
     assert_eq!(r.code, 124);
     let r = e.run(&["vm", "exec", "x", "--", "no-such-command"]);
     assert_eq!(r.code, 127, "{}", r.stderr);
+    // A client that goes away (Ctrl-C, kill -9) mid-stop does not cancel
+    // the stop: the VM still ends `stopped`, not stuck `stopping`
+    // (issue 14, item 11).
+    let mut stop = e.cmd();
+    let mut stop = stop.args(["vm", "stop", "x"]).stdout(std::process::Stdio::null()).spawn().unwrap();
+    e.wait_for("x", std::time::Duration::from_secs(30), |v| v["state"] == "stopping");
+    stop.kill().unwrap();
+    let _ = stop.wait();
+    e.wait_for("x", std::time::Duration::from_secs(60), |v| v["state"] == "stopped");
     // exec on a stopped VM is refused with a hint.
-    e.ok(&["vm", "stop", "x"]);
     let r = e.run(&["vm", "exec", "x", "--", "true"]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("not running") && r.stderr.contains("hint:"), "{}", r.stderr);

@@ -1,6 +1,6 @@
 //! `/v1/images`.
 
-use super::{operation, ApiJson, HttpResult, State};
+use super::{operation, to_completion, ApiJson, HttpResult, State};
 use axum::extract::{Path, State as S};
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -19,11 +19,11 @@ pub async fn show(S(d): S<State>, Path(image): Path<String>) -> HttpResult<Image
 }
 
 pub async fn register(S(d): S<State>, ApiJson(req): ApiJson<RegisterImageRequest>) -> HttpResult<Image> {
-    Ok(Json(d.register_image(req).await?))
+    to_completion(async move { d.register_image(req).await }).await
 }
 
 pub async fn remove(S(d): S<State>, Path(image): Path<String>) -> HttpResult<Image> {
-    Ok(Json(d.delete_image(&image).await?))
+    to_completion(async move { d.delete_image(&image).await }).await
 }
 
 pub async fn build(S(d): S<State>, headers: HeaderMap, ApiJson(req): ApiJson<BuildImageRequest>) -> Response {
@@ -47,14 +47,14 @@ pub async fn bundle(
     Path(image): Path<String>,
     ApiJson(req): ApiJson<BundleRequest>,
 ) -> HttpResult<Bundle> {
-    Ok(Json(d.bundle_image(&image, req).await?))
+    to_completion(async move { d.bundle_image(&image, req).await }).await
 }
 
 pub async fn prune_cache(
     S(d): S<State>,
     ApiJson(req): ApiJson<PruneCacheRequest>,
 ) -> HttpResult<PruneCacheResult> {
-    Ok(Json(d.prune_image_cache(req).await?))
+    to_completion(async move { d.prune_image_cache(req).await }).await
 }
 
 pub async fn catalog(S(d): S<State>) -> HttpResult<CatalogView> {

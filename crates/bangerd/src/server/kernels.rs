@@ -1,6 +1,6 @@
 //! `/v1/kernels`.
 
-use super::{operation, ApiJson, HttpResult, State};
+use super::{operation, to_completion, ApiJson, HttpResult, State};
 use axum::extract::{Path, State as S};
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -16,11 +16,11 @@ pub async fn show(S(d): S<State>, Path(name): Path<String>) -> HttpResult<Kernel
 }
 
 pub async fn import(S(d): S<State>, ApiJson(req): ApiJson<ImportKernelRequest>) -> HttpResult<Kernel> {
-    Ok(Json(d.import_kernel(req).await?))
+    to_completion(async move { d.import_kernel(req).await }).await
 }
 
 pub async fn remove(S(d): S<State>, Path(name): Path<String>) -> HttpResult<Kernel> {
-    Ok(Json(d.delete_kernel(&name).await?))
+    to_completion(async move { d.delete_kernel(&name).await }).await
 }
 
 pub async fn build(
@@ -40,5 +40,5 @@ pub async fn bundle(
     Path(name): Path<String>,
     ApiJson(req): ApiJson<BundleRequest>,
 ) -> HttpResult<Bundle> {
-    Ok(Json(d.bundle_kernel(&name, req).await?))
+    to_completion(async move { d.bundle_kernel(&name, req).await }).await
 }

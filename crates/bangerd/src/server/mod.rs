@@ -171,6 +171,21 @@ pub fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, Ap
     })
 }
 
+/// Runs a state-changing call to completion in its own task: a client that
+/// goes away (Ctrl-C) does not cancel it half-way and leave, say, a VM
+/// `stopping` with its engine half torn down.
+pub async fn to_completion<T, Fut>(call: Fut) -> HttpResult<T>
+where
+    T: Send + 'static,
+    Fut: Future<Output = Result<T, ApiError>> + Send + 'static,
+{
+    match tokio::spawn(call).await {
+        Ok(Ok(v)) => Ok(Json(v)),
+        Ok(Err(e)) => Err(HttpError(e)),
+        Err(e) => Err(HttpError(ApiError::internal(format!("Operation panicked: {e}")))),
+    }
+}
+
 /// Runs a possibly long operation. It runs in its own task, so a client
 /// that disconnects does not cut it short half-way. If the client accepts
 /// `application/x-ndjson`, progress events stream as they happen and the

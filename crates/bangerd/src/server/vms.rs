@@ -1,6 +1,6 @@
 //! `/v1/vms`.
 
-use super::{operation, ApiJson, HttpError, HttpResult, State};
+use super::{operation, to_completion, ApiJson, HttpError, HttpResult, State};
 use crate::service::lifecycle::DEFAULT_STOP_TIMEOUT;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State as S};
@@ -23,7 +23,7 @@ pub async fn create(S(d): S<State>, headers: HeaderMap, ApiJson(req): ApiJson<Cr
 }
 
 pub async fn remove(S(d): S<State>, Path(vm): Path<String>) -> HttpResult<Vm> {
-    Ok(Json(d.delete_vm(&vm).await?))
+    to_completion(async move { d.delete_vm(&vm).await }).await
 }
 
 pub async fn start(S(d): S<State>, headers: HeaderMap, Path(vm): Path<String>) -> Response {
@@ -43,7 +43,7 @@ fn stop_timeout(body: &[u8]) -> Result<Duration, ApiError> {
 
 pub async fn stop(S(d): S<State>, Path(vm): Path<String>, body: Bytes) -> HttpResult<Vm> {
     let timeout = stop_timeout(&body)?;
-    Ok(Json(d.stop_vm(&vm, timeout).await?))
+    to_completion(async move { d.stop_vm(&vm, timeout).await }).await
 }
 
 pub async fn restart(S(d): S<State>, headers: HeaderMap, Path(vm): Path<String>, body: Bytes) -> Response {
@@ -55,7 +55,7 @@ pub async fn restart(S(d): S<State>, headers: HeaderMap, Path(vm): Path<String>,
 }
 
 pub async fn kill(S(d): S<State>, Path(vm): Path<String>) -> HttpResult<Vm> {
-    Ok(Json(d.kill_vm(&vm).await?))
+    to_completion(async move { d.kill_vm(&vm).await }).await
 }
 
 pub async fn forget_host_key(S(d): S<State>, Path(vm): Path<String>) -> HttpResult<serde_json::Value> {
@@ -69,7 +69,7 @@ pub async fn set_workspace(
     Path(vm): Path<String>,
     ApiJson(ws): ApiJson<crate::service::vms::SetWorkspace>,
 ) -> HttpResult<Vm> {
-    Ok(Json(d.set_workspace(&vm, ws).await?))
+    to_completion(async move { d.set_workspace(&vm, ws).await }).await
 }
 
 /// The request body is a tar stream.
@@ -77,15 +77,15 @@ pub async fn seed(S(d): S<State>, Path(vm): Path<String>, body: Body) -> HttpRes
     use futures_util::TryStreamExt;
     let stream = body.into_data_stream().map_err(std::io::Error::other);
     let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
-    Ok(Json(d.seed_vm_disk(&vm, reader).await?))
+    to_completion(async move { d.seed_vm_disk(&vm, reader).await }).await
 }
 
 pub async fn pause(S(d): S<State>, Path(vm): Path<String>) -> HttpResult<Vm> {
-    Ok(Json(d.pause_vm(&vm).await?))
+    to_completion(async move { d.pause_vm(&vm).await }).await
 }
 
 pub async fn resume(S(d): S<State>, Path(vm): Path<String>) -> HttpResult<Vm> {
-    Ok(Json(d.resume_vm(&vm).await?))
+    to_completion(async move { d.resume_vm(&vm).await }).await
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -127,5 +127,5 @@ pub async fn set(
     Path(vm): Path<String>,
     ApiJson(req): ApiJson<banger_api::SetVmRequest>,
 ) -> HttpResult<Vm> {
-    Ok(Json(d.set_vm(&vm, req).await?))
+    to_completion(async move { d.set_vm(&vm, req).await }).await
 }

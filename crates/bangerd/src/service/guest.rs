@@ -110,21 +110,7 @@ impl Daemon {
     /// Drops the host key pinned for `<name>.vm` (on delete, or on request
     /// after a deliberate change). Returns whether there was one.
     pub fn forget_host_key(&self, name: &str) -> bool {
-        let path = self.known_hosts_path();
-        let Ok(text) = std::fs::read_to_string(&path) else { return false };
-        let host = format!("{name}.vm");
-        let keep: Vec<&str> = text
-            .lines()
-            .filter(|l| !l.split_whitespace().next().is_some_and(|h| h.split(',').any(|x| x == host)))
-            .collect();
-        if keep.len() == text.lines().count() {
-            return false;
-        }
-        let mut out = keep.join("\n");
-        if !out.is_empty() {
-            out.push('\n');
-        }
-        banger_image::fsutil::write_atomic(&path, out.as_bytes()).is_ok()
+        forget_known_host(&self.known_hosts_path(), &format!("{name}.vm"))
     }
 
     /// Puts banger's key, the git identity and the synced files into a
@@ -195,6 +181,27 @@ impl Daemon {
         };
         tokio::join!(key, files);
     }
+}
+
+/// Removes `host`'s lines from the known_hosts file at `path`. Edits are
+/// serialized by an flock on `known_hosts.lock` (two deletes at once would
+/// otherwise each write back the other's line); ssh itself only appends.
+fn forget_known_host(path: &std::path::Path, host: &str) -> bool {
+    let Ok(lock) = std::fs::File::create(path.with_extension("lock")) else { return false };
+    let Ok(_lock) = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive) else { return false };
+    let Ok(text) = std::fs::read_to_string(path) else { return false };
+    let keep: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.split_whitespace().next().is_some_and(|h| h.split(',').any(|x| x == host)))
+        .collect();
+    if keep.len() == text.lines().count() {
+        return false;
+    }
+    let mut out = keep.join("\n");
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    banger_image::fsutil::write_atomic(path, out.as_bytes()).is_ok()
 }
 
 /// How long one post-boot agent call may take, and how many times it is
@@ -283,10 +290,28 @@ fn build_tar(files: &[(String, u32, Vec<u8>)]) -> std::io::Result<Vec<u8>> {
 }
 
 #[cfg(test)]
-mod bounded_tests {
+mod tests {
     use super::retry_bounded;
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::time::{Duration, Instant};
+
+    /// Issue 14, item 15: deletes at once each remove their own pin.
+    #[test]
+    fn concurrent_forgets_lose_no_update() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("known_hosts");
+        for round in 0..20 {
+            let text: String = (0..8).map(|i| format!("vm{i}.vm ssh-ed25519 AAAA{round}\n")).collect();
+            std::fs::write(&path, text).unwrap();
+            std::thread::scope(|s| {
+                for i in 0..8 {
+                    let path = &path;
+                    s.spawn(move || assert!(super::forget_known_host(path, &format!("vm{i}.vm"))));
+                }
+            });
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), "", "round {round}");
+        }
+    }
 
     /// Issue 14, item 13: a guest that accepts a call and never answers
     /// costs a bounded time, not a VM stuck in `starting`.

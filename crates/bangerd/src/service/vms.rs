@@ -114,6 +114,9 @@ impl Daemon {
         // Phase 2: reserve name + IP + dir and persist, under the short lock.
         let vm = {
             let _reserve = self.reserve_lock.lock().await;
+            // Again under the lock: two creates at once must not both take
+            // one host port (the check above only fails early).
+            self.check_forward_ports(&req.forwards)?;
             let name = match &req.name {
                 Some(n) => n.clone(),
                 None => {

@@ -163,3 +163,34 @@ fn openapi_matches_router() {
         assert!(doc["components"]["schemas"].get(&name).is_some(), "dangling schema reference {name}");
     }
 }
+
+/// Issue 14, item 15: creates at once that forward one host port: exactly
+/// one gets it (the port check is made again under the reservation lock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_creates_never_share_a_forwarded_port() {
+    let t = std::sync::Arc::new(TestDaemon::start().await);
+    t.seed_image("img");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let t = t.clone();
+            tokio::spawn(async move {
+                let body = format!(
+                    r#"{{"name": "f{i}", "image": "img", "no_start": true, "forwards": [{{"host_addr": "127.0.0.1", "host_port": {port}, "guest_port": 80}}]}}"#
+                );
+                t.request("POST", "/v1/vms", Some(&body)).await
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for task in tasks {
+        let (s, v) = task.await.unwrap();
+        match s {
+            200 => ok += 1,
+            409 => assert!(v["message"].as_str().unwrap().contains("already forwarded"), "{v}"),
+            _ => panic!("unexpected {s}: {v}"),
+        }
+    }
+    assert_eq!(ok, 1, "{ok} VMs forward host port {port}");
+    assert_eq!(t.daemon.list_vms().unwrap().len(), 1);
+}
