@@ -382,7 +382,11 @@ mod tests {
             "loopback",
         );
         refused(
-            Request::SignalEngine { pid: std::process::id() as i32, signal: EngineSignal::Kill },
+            Request::SignalEngine {
+                pid: std::process::id() as i32,
+                signal: EngineSignal::Kill,
+                start_time: None,
+            },
             "not firecracker",
         );
         // An "engine" (a shell named firecracker) running from outside
@@ -404,10 +408,25 @@ mod tests {
         let mut ours = spawn(&dir.path().join("vms/x/fc.sock"));
         std::thread::sleep(Duration::from_millis(100));
         refused(
-            Request::SignalEngine { pid: foreign.id() as i32, signal: EngineSignal::Kill },
+            Request::SignalEngine { pid: foreign.id() as i32, signal: EngineSignal::Kill, start_time: None },
             "banger's directories",
         );
-        call(&sock, &Request::SignalEngine { pid: ours.id() as i32, signal: EngineSignal::Kill }).unwrap();
+        // Ours, but with a start time that is not its own (a reused PID,
+        // or a forged handles.json): refused.
+        let st = banger_engine::process::start_time(ours.id()).unwrap();
+        for wrong in [0, st + 1] {
+            refused(
+                Request::SignalEngine {
+                    pid: ours.id() as i32,
+                    signal: EngineSignal::Kill,
+                    start_time: Some(wrong),
+                },
+                "not the process that was started",
+            );
+        }
+        let kill_ours =
+            Request::SignalEngine { pid: ours.id() as i32, signal: EngineSignal::Kill, start_time: Some(st) };
+        call(&sock, &kill_ours).unwrap();
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(ours.wait().unwrap().signal(), Some(9));
         foreign.kill().unwrap();

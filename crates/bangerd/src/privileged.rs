@@ -53,7 +53,14 @@ pub enum Request {
     ClearResolver { bridge: String },
     /// Signal an engine process (firecracker, qemu or its vsock backend)
     /// that runs a VM of this installation.
-    SignalEngine { pid: i32, signal: EngineSignal },
+    /// `start_time` (from /proc/PID/stat, as recorded at launch) must
+    /// match when given: a PID reused by another process is never hit.
+    SignalEngine {
+        pid: i32,
+        signal: EngineSignal,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        start_time: Option<u64>,
+    },
     /// Build the golden Debian rootfs (debootstrap needs root) in the
     /// helper's own directory; the answer carries the finished ext4 file as
     /// an open descriptor (it is never written where the caller could
@@ -141,7 +148,7 @@ impl Policy {
                 }
             }
             Request::ClearResolver { bridge } => self.check_bridge(bridge)?,
-            Request::SignalEngine { pid, .. } => self.check_engine(*pid)?,
+            Request::SignalEngine { pid, start_time, .. } => self.check_engine(*pid, *start_time)?,
             Request::BuildRootfs { size_mib } => {
                 if let Some(m) = size_mib {
                     banger_api::validate::disk_size_mib(*m).map_err(|e| anyhow::anyhow!("{}", e.message))?;
@@ -174,9 +181,15 @@ impl Policy {
 
     /// The process must be an engine binary, run by the owner (or root),
     /// with one of its arguments under banger's own directories.
-    fn check_engine(&self, pid: i32) -> anyhow::Result<()> {
+    fn check_engine(&self, pid: i32, start_time: Option<u64>) -> anyhow::Result<()> {
         if pid <= 1 {
             bail!("pid {pid} is not an engine process");
+        }
+        if let Some(want) = start_time {
+            let have = banger_engine::process::start_time(pid as u32);
+            if want == 0 || have != Some(want) {
+                bail!("pid {pid} is not the process that was started (start time {have:?}, recorded {want})");
+            }
         }
         let proc = PathBuf::from(format!("/proc/{pid}"));
         let exe = std::fs::read_link(proc.join("exe")).with_context(|| format!("no process {pid}"))?;
@@ -217,8 +230,50 @@ fn check_tap(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A process held by a pidfd: a signal sent through it reaches that
+/// process or none, even if its PID is reused after it was checked.
+struct PidFd(std::os::fd::OwnedFd);
+
+impl PidFd {
+    fn open(pid: i32) -> anyhow::Result<PidFd> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error()).with_context(|| format!("no process {pid}"));
+        }
+        // SAFETY: a fresh descriptor nobody else owns.
+        Ok(PidFd(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }))
+    }
+
+    fn signal(&self, sig: nix::sys::signal::Signal) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid pidfd, a signal number, no siginfo, no flags.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.0.as_raw_fd(),
+                sig as i32,
+                std::ptr::null::<u8>(),
+                0,
+            )
+        };
+        if rc < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
 /// Carries out a checked request. Blocking.
 pub fn execute(policy: &Policy, req: &Request) -> anyhow::Result<Outcome> {
+    // A signal's target is pinned (pidfd) before it is checked, and the
+    // signal goes through the pin: checking a PID and then killing the
+    // number could hit a process that took the number in between.
+    let target = match req {
+        Request::SignalEngine { pid, .. } if *pid > 1 => Some(PidFd::open(*pid)?),
+        _ => None,
+    };
     policy.check(req)?;
     let bridge = |name: &str| banger_net::Bridge {
         name: name.to_string(),
@@ -247,13 +302,13 @@ pub fn execute(policy: &Policy, req: &Request) -> anyhow::Result<Outcome> {
             resolver::Resolved::system().sync(bridge, *dns).map(Outcome::from)
         }
         Request::ClearResolver { bridge } => resolver::Resolved::system().clear(bridge).map(Outcome::from),
-        Request::SignalEngine { pid, signal } => {
+        Request::SignalEngine { pid, signal, .. } => {
             let sig = match signal {
                 EngineSignal::Term => nix::sys::signal::Signal::SIGTERM,
                 EngineSignal::Kill => nix::sys::signal::Signal::SIGKILL,
             };
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), sig)
-                .with_context(|| format!("Cannot signal pid {pid}"))?;
+            let target = target.with_context(|| format!("pid {pid} is not an engine process"))?;
+            target.signal(sig).with_context(|| format!("Cannot signal pid {pid}"))?;
             Ok(Outcome::default())
         }
         Request::BuildRootfs { size_mib } => build_rootfs(policy, *size_mib),
@@ -504,7 +559,7 @@ mod tests {
 
     #[test]
     fn pids_must_be_engines_of_this_installation() {
-        let sig = |pid| Request::SignalEngine { pid, signal: EngineSignal::Term };
+        let sig = |pid| Request::SignalEngine { pid, signal: EngineSignal::Term, start_time: None };
         refused(sig(1), "not an engine");
         refused(sig(0), "not an engine");
         refused(sig(-5), "not an engine");

@@ -262,6 +262,46 @@ fn write_file(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("Cannot write {}", path.display()))
 }
 
+/// Runs `script` (with `dir` as `$1`) as the owner, with a private umask:
+/// what the owner's paths point at is reached with the owner's rights
+/// only, so a symlink planted there (`~/.cache/banger -> /etc`) gets root
+/// to create, chmod, chown or delete nothing.
+fn as_owner(script: &str, dir: &Path, uid: u32, gid: u32) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let out = std::process::Command::new("/bin/sh")
+        .args(["-c", script, "sh"])
+        .arg(dir)
+        .uid(uid)
+        .gid(gid)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .current_dir("/")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("Cannot run /bin/sh")?;
+    if !out.status.success() {
+        bail!("as uid {uid}: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+/// Creates one of the owner's directories (0700) as the owner (see
+/// [`as_owner`]), then checks what the path leads to: a directory of the
+/// owner's, mode 0700.
+fn mkdir_as_owner(dir: &Path, uid: u32, gid: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    as_owner("umask 077 && mkdir -p -- \"$1\" && chmod 0700 -- \"$1\"", dir, uid, gid)
+        .with_context(|| format!("Cannot create {} as its owner", dir.display()))?;
+    let m = std::fs::metadata(dir).with_context(|| format!("Cannot inspect {}", dir.display()))?;
+    if !m.is_dir() || m.uid() != uid || m.mode() & 0o777 != 0o700 {
+        bail!(
+            "{} is not a private directory of uid {uid}; remove it and run the install again",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 fn mkdir_owned(dir: &Path, uid: u32, gid: u32, mode: u32) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("Cannot create {}", dir.display()))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))?;
@@ -337,7 +377,7 @@ async fn install(a: InstallArgs) -> anyhow::Result<i32> {
     }
     // The daemon may write only here (ReadWritePaths), so they must exist.
     for d in [&paths.config_dir, &paths.state_dir, &paths.cache_dir] {
-        mkdir_owned(d, uid, gid, 0o700)?;
+        mkdir_as_owner(d, uid, gid)?;
     }
     if !layout.is_real() {
         // No systemd to make the runtime dirs: make them as it would.
@@ -513,7 +553,9 @@ async fn uninstall(a: UninstallArgs) -> anyhow::Result<i32> {
         note(client.stop_daemon().await, "stopping the daemon");
     }
     // Engines the daemon could not stop (or that ran without it).
-    bangerd::service::lifecycle::kill_recorded_engines(&paths.vms_dir());
+    for refused in bangerd::service::lifecycle::kill_recorded_engines(&paths.vms_dir(), &file.policy()) {
+        eprintln!("warning: not killed: {refused}");
+    }
     // 2. The services.
     if layout.is_real() && systemd_running() {
         note(systemctl(&["disable", "--now", DAEMON_UNIT, HELPER_UNIT]), "stopping the services");
@@ -543,8 +585,13 @@ async fn uninstall(a: UninstallArgs) -> anyhow::Result<i32> {
     remove(layout.helper_runtime());
     remove(layout.daemon_runtime());
     if a.purge {
-        remove(paths.state_dir.clone());
-        remove(paths.cache_dir.clone());
+        // The owner's files go as the owner (see `as_owner`).
+        for d in [&paths.state_dir, &paths.cache_dir] {
+            match as_owner("rm -rf -- \"$1\"", d, file.uid, file.gid) {
+                Ok(()) => println!("removed {}", d.display()),
+                Err(e) => errors.push(format!("cannot remove {}: {e:#}", d.display())),
+            }
+        }
     }
     if layout.is_real() && systemd_running() {
         let _ = systemctl(&["daemon-reload"]);

@@ -108,15 +108,13 @@ fi
 echo "NESTED-READY $(uname -r) $(nproc) cpus $(awk '/MemTotal/ {print $2}' /proc/meminfo) kB"
 # A heartbeat: L1 can hang without a panic, and the host notices its silence.
 ( while sleep 20; do echo "NESTED-ALIVE"; done ) &
-while read -r t; do
-  [ -n "$t" ] || continue
-  echo "NESTED-BEGIN $t"
-  s=$(date +%s)
-  timeout -k 10 $TEST_TIMEOUT $P/bin/e2e --exact "$t" --test-threads=1 --nocapture
+# One run of test $1; a run killed at its deadline shows what was still
+# running and the logs, and leaves nothing behind.
+run_one() {
+  timeout -k 10 $TEST_TIMEOUT $P/bin/e2e --exact "$1" --test-threads=1 --nocapture </dev/null
   rc=$?
   if [ $rc -ge 124 ]; then
-    # Killed at its deadline: show what was still running and the logs.
-    echo "== $t timed out after $TEST_TIMEOUT s; processes:"
+    echo "== $1 timed out after $TEST_TIMEOUT s; processes:"
     ps -eo pid,etimes,args | grep -e banger -e firecracker | grep -v grep
     for f in /var/tmp/banger-e2e-*/state/banger/bangerd.log /var/tmp/banger-e2e-*/state/banger/vms/*/console.log \
              /var/tmp/banger-e2e-*/state/banger/vms/*/firecracker.log; do
@@ -125,12 +123,17 @@ while read -r t; do
     for p in $(ps -eo pid,args | awk '/banger-e2e-/ && !/awk/ {print $1}'); do kill -9 "$p" 2>/dev/null; done
     rm -rf /var/tmp/banger-e2e-*
   fi
+}
+while read -r t; do
+  [ -n "$t" ] || continue
+  echo "NESTED-BEGIN $t"
+  s=$(date +%s)
+  run_one "$t"
   if [ $rc -ne 0 ] && [ ! -e "/tmp/retried-$t" ]; then
     # One more try, reported: nested TCG is slow and noisy.
     touch "/tmp/retried-$t"
     echo "NESTED-RETRY $t $rc"
-    timeout -k 10 $TEST_TIMEOUT $P/bin/e2e --exact "$t" --test-threads=1 --nocapture
-    rc=$?
+    run_one "$t"
   fi
   echo "NESTED-END $t $rc $(( $(date +%s) - s ))"
 done < $P/tests

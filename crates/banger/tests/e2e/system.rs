@@ -245,6 +245,12 @@ fn readable_by_others(p: &Path) -> bool {
         && std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o001 != 0)
 }
 
+/// A process's start time (field 22 of /proc/PID/stat).
+fn banger_engine_start_time(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat[stat.rfind(')').unwrap() + 2..].split_whitespace().nth(19).unwrap().parse().unwrap()
+}
+
 fn on_path(prog: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(prog)).find(|p| p.is_file())
 }
@@ -305,14 +311,36 @@ fn system_install_runs_the_daemon_as_a_user_with_a_root_helper() {
     std::fs::write(cfg.join("config.toml"), "engine = \"qemu\"\n[vm_defaults]\nmemory = \"512M\"\n").unwrap();
     Command::new("chown").args(["-R", &format!("{}:{}", e.uid, e.gid)]).arg(&home).status().unwrap();
 
-    // Install (as root) under the temp root.
-    let out = Command::new(env!("CARGO_BIN_EXE_banger"))
-        .args(["system", "install", "--owner", &user, "--root"])
-        .arg(e.root.path())
-        .env("BANGER_DAEMON_BIN", env!("CARGO_BIN_EXE_bangerd"))
-        .output()
+    let install = || {
+        Command::new(env!("CARGO_BIN_EXE_banger"))
+            .args(["system", "install", "--owner", &user, "--root"])
+            .arg(e.root.path())
+            .env("BANGER_DAEMON_BIN", env!("CARGO_BIN_EXE_bangerd"))
+            .output()
+            .unwrap()
+    };
+    // Issue 14, item 3: the owner plants `~/.cache/banger -> <a root
+    // directory>`; install (root) must not hand that directory over.
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let victim = e.root.path().join("victim");
+    std::fs::create_dir(&victim).unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir_all(home.join(".cache")).unwrap();
+    std::os::unix::fs::symlink(&victim, home.join(".cache/banger")).unwrap();
+    Command::new("chown")
+        .args(["-Rh", &format!("{}:{}", e.uid, e.gid)])
+        .arg(home.join(".cache"))
+        .status()
         .unwrap();
-    ok(out, "system install");
+    let out = install();
+    assert!(!out.status.success(), "install went through a planted symlink");
+    assert!(String::from_utf8_lossy(&out.stderr).contains(".cache/banger"), "{out:?}");
+    let m = std::fs::metadata(&victim).unwrap();
+    assert_eq!((m.uid(), m.mode() & 0o7777), (0, 0o755), "the planted symlink's target changed hands");
+    std::fs::remove_file(home.join(".cache/banger")).unwrap();
+
+    // Install (as root) under the temp root.
+    ok(install(), "system install");
     let du = e.unit("bangerd.service");
     assert!(du.contains(&format!("User={user}\n")), "{du}");
     assert!(du.contains("KillMode=process") && du.contains("NoNewPrivileges=yes"), "{du}");
@@ -428,6 +456,24 @@ fn system_install_runs_the_daemon_as_a_user_with_a_root_helper() {
     e.ok(&["vm", "start", "sys"]);
     assert!(e.nat_table().is_some());
 
+    // Issue 14, item 4: handles.json files are the owner's to write; one
+    // naming a root process (start time 0 skips nothing now, a right one
+    // proves nothing about what the process is) must not get it killed.
+    let mut bystander = Command::new("sleep").arg("600").spawn().unwrap();
+    let st = banger_engine_start_time(bystander.id());
+    for (name, start_time) in [("forged0", 0), ("forged1", st)] {
+        let d = home.join(".local/state/banger/vms").join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        let h = serde_json::json!({
+            "engine": "qemu", "accel": "tcg",
+            "vmm": {"pid": bystander.id(), "start_time": start_time, "name": "qemu-system-x86_64"},
+            "helpers": [], "control_socket": "/nonexistent", "vsock_uds": "/nonexistent",
+            "run_dir": "/nonexistent", "tap": null, "console_log": "/nonexistent", "started_at_ms": 0
+        });
+        std::fs::write(d.join("handles.json"), h.to_string()).unwrap();
+    }
+    Command::new("chown").args(["-R", &format!("{}:{}", e.uid, e.gid)]).arg(&home).status().unwrap();
+
     // Uninstall --purge (as root, in the namespace): nothing is left.
     let out = e.in_ns(&[
         env!("CARGO_BIN_EXE_banger"),
@@ -438,6 +484,9 @@ fn system_install_runs_the_daemon_as_a_user_with_a_root_helper() {
         e.root.path().to_str().unwrap(),
     ]);
     ok(out, "system uninstall --purge");
+    assert!(bystander.try_wait().unwrap().is_none(), "uninstall killed a root process a handles.json named");
+    bystander.kill().unwrap();
+    bystander.wait().unwrap();
     let left: Vec<String> =
         e.links().into_iter().filter(|l| l.starts_with("bg") || l.starts_with("banger")).collect();
     assert!(left.is_empty(), "interfaces left: {left:?}");

@@ -87,24 +87,50 @@ fn handles_path(vm_dir: &Path) -> PathBuf {
     vm_dir.join("handles.json")
 }
 
-/// The engine handles recorded in a VM's dir, if readable.
+/// The engine handles recorded in a VM's dir, if readable: a regular file
+/// (no symlink followed) of at most 64 KiB, since root reads it too.
 fn read_handles(vm_dir: &Path) -> Option<Handles> {
-    std::fs::read(handles_path(vm_dir)).ok().and_then(|b| serde_json::from_slice(&b).ok())
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f =
+        std::fs::File::options().read(true).custom_flags(libc::O_NOFOLLOW).open(handles_path(vm_dir)).ok()?;
+    if !f.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    f.take(64 << 10).read_to_end(&mut bytes).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// SIGKILLs the engines recorded under `vms_dir/*/handles.json` that still
-/// run (each checked by PID, start time and command line first). For
-/// `system uninstall`, which runs without a daemon.
-pub fn kill_recorded_engines(vms_dir: &Path) {
-    let Ok(dir) = std::fs::read_dir(vms_dir) else { return };
+/// run, for `system uninstall` (root, no daemon). The files are the
+/// owner's, so each process is signalled only once `policy` has proven it
+/// (recorded start time, an engine executable of the owner running
+/// banger's files, pinned by a pidfd); returns the refusals.
+pub fn kill_recorded_engines(vms_dir: &Path, policy: &crate::privileged::Policy) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(vms_dir) else { return Vec::new() };
+    let mut refused = Vec::new();
     for h in dir.flatten().filter_map(|e| read_handles(&e.path())) {
         for p in std::iter::once(&h.vmm).chain(&h.helpers) {
-            let _ = process::kill(p, nix::sys::signal::Signal::SIGKILL);
+            if !process::alive(p) {
+                continue;
+            }
+            // The files are the owner's to write, so each process must
+            // prove itself: recorded start time, an engine executable of
+            // the owner running banger's files, signalled by pidfd.
+            let req = crate::privileged::Request::SignalEngine {
+                pid: p.pid as i32,
+                signal: crate::privileged::EngineSignal::Kill,
+                start_time: Some(p.start_time),
+            };
+            if let Err(e) = crate::privileged::execute(policy, &req) {
+                refused.push(format!("pid {} ({}): {e:#}", p.pid, p.name));
+            }
         }
     }
+    refused
 }
 
-/// The last lines of the serial console, for error messages.
 /// The file's length and up to 1 MiB of it from `offset`; `None` if it
 /// cannot be read.
 async fn read_from(path: &Path, offset: u64) -> Option<(u64, Vec<u8>)> {
@@ -120,6 +146,7 @@ async fn read_from(path: &Path, offset: u64) -> Option<(u64, Vec<u8>)> {
     Some((len, buf))
 }
 
+/// The last lines of the serial console, for error messages.
 pub fn console_tail(vm_dir: &Path, lines: usize) -> String {
     process::tail(&vm_dir.join("console.log"), lines)
 }

@@ -42,7 +42,8 @@ impl Daemon {
         let r = process::kill(p, nix::sys::signal::Signal::SIGKILL);
         if r == Err(nix::errno::Errno::EPERM) && self.privops.available() {
             let (ops, pid) = (self.privops.clone(), p.pid as i32);
-            let req = Request::SignalEngine { pid, signal: EngineSignal::Kill };
+            let start_time = (p.start_time != 0).then_some(p.start_time);
+            let req = Request::SignalEngine { pid, signal: EngineSignal::Kill, start_time };
             match tokio::task::spawn_blocking(move || ops.call(&req)).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => tracing::warn!("cannot kill {} (pid {pid}): {e:#}", p.name),
