@@ -29,13 +29,20 @@ use tokio::io::AsyncWriteExt;
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
 impl Daemon {
-    fn http(&self) -> Result<reqwest::Client> {
+    pub(crate) fn http(&self) -> Result<reqwest::Client> {
         reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(15))
             .read_timeout(Duration::from_secs(60))
             .user_agent(concat!("banger/", env!("CARGO_PKG_VERSION")))
             .build()
-            .or_internal(|| "Cannot set up the HTTP client".into())
+            .map_err(|e| {
+                // Seen on hosts without the CA bundle: the TLS verifier is
+                // built with the client, even for plain-HTTP registries.
+                ApiError::unavailable(format!("Cannot set up the HTTP client: {e}")).with_hint(
+                    "banger verifies HTTPS with the system's CA certificates: install them \
+                     (`apt-get install ca-certificates`)",
+                )
+            })
     }
 
     async fn catalog_entries(&self) -> Result<(Vec<catalog::Entry>, Vec<String>)> {

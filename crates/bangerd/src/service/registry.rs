@@ -48,6 +48,9 @@ impl Daemon {
             )));
         }
         let registry = reference.resolve_registry().to_string();
+        // oci-client builds its HTTP client the same way and panics where
+        // that fails: fail first, with the hint.
+        self.http()?;
         let client = oci_client::Client::new(ClientConfig {
             protocol: self.protocol_for(&registry),
             platform_resolver: Some(Box::new(oci_client::client::linux_amd64_resolver)),
