@@ -276,3 +276,25 @@ fn vm_proxy_takes_whole_names_only() {
     let r = e.fails(&["vm", "proxy", "web.vm", "22"]);
     assert!(!r.stderr.contains("no VM is named"), "{}", r.stderr);
 }
+
+/// A host without the CA bundle (here: pointed at none) gets a clear error
+/// with the fix on `image pull`, not a crash (seen in the nested tier).
+#[test]
+fn image_pull_without_ca_certificates_says_how_to_fix_it() {
+    let e = Env::new();
+    e.with_fake_agent();
+    let empty = e.dir.path().join("no-certs");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = e
+        .cmd()
+        .env("SSL_CERT_FILE", empty.join("none.pem"))
+        .env("SSL_CERT_DIR", &empty)
+        .args(["image", "pull", "127.0.0.1:9/team/app:1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("ca-certificates"), "{stderr}");
+    // The daemon is still there.
+    e.ok(&["image", "list"]);
+}
