@@ -18,9 +18,41 @@ use std::process::{Command, Stdio};
 pub const TABLE: &str = "banger";
 const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
 
-/// The nft script for `bridge` with NAT for `nat_ips`.
-pub fn ruleset(bridge: &str, nat_ips: &[Ipv4Addr]) -> String {
-    let mut s = format!("add table ip {TABLE}\ndelete table ip {TABLE}\ntable ip {TABLE} {{\n");
+/// A running VM's tap and the only addresses that may come out of it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Guard {
+    pub tap: String,
+    pub mac: String,
+    pub ip: Ipv4Addr,
+}
+
+/// Checks a MAC address as banger writes them: six lowercase hex pairs.
+pub fn check_mac(mac: &str) -> anyhow::Result<()> {
+    let parts: Vec<&str> = mac.split(':').collect();
+    let hex = |p: &&str| p.len() == 2 && p.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if parts.len() != 6 || !parts.iter().all(hex) {
+        bail!("{mac:?} is not a MAC address (six lowercase hex pairs)");
+    }
+    Ok(())
+}
+
+/// The nft script for `bridge` with NAT for `nat_ips`, and each guarded
+/// tap bound to its VM's MAC and IPv4 address: frames from a tap with any
+/// other source (Ethernet, IPv4 or ARP) are dropped on the bridge, so a VM
+/// cannot borrow a NAT VM's address to get out, nor answer for another
+/// VM's.
+pub fn ruleset(bridge: &str, nat_ips: &[Ipv4Addr], guards: &[Guard]) -> String {
+    let mut s = format!("add table bridge {TABLE}\ndelete table bridge {TABLE}\ntable bridge {TABLE} {{\n");
+    s.push_str("  chain prerouting {\n    type filter hook prerouting priority filter; policy accept;\n");
+    for g in guards {
+        let (tap, mac, ip) = (&g.tap, &g.mac, g.ip);
+        s.push_str(&format!("    iifname \"{tap}\" ether saddr != {mac} drop\n"));
+        s.push_str(&format!("    iifname \"{tap}\" ether type ip ip saddr != {ip} drop\n"));
+        s.push_str(&format!("    iifname \"{tap}\" ether type arp arp saddr ip != {ip} drop\n"));
+        s.push_str(&format!("    iifname \"{tap}\" ether type arp arp saddr ether != {mac} drop\n"));
+    }
+    s.push_str("  }\n}\n");
+    s.push_str(&format!("add table ip {TABLE}\ndelete table ip {TABLE}\ntable ip {TABLE} {{\n"));
     s.push_str("  chain forward {\n    type filter hook forward priority filter; policy accept;\n");
     for ip in nat_ips {
         s.push_str(&format!("    iifname \"{bridge}\" ip saddr {ip} accept\n"));
@@ -62,6 +94,16 @@ pub fn table_exists() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Whether banger's bridge-family table (the taps' address guards) exists.
+pub fn bridge_table_exists() -> bool {
+    Command::new("nft")
+        .args(["list", "table", "bridge", TABLE])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// Whether `nft` can be run at all (asked once per process: this is on
 /// every VM start and stop).
 pub fn available() -> bool {
@@ -79,11 +121,25 @@ pub fn available() -> bool {
 /// Makes the rules match: none at all while no VM runs (`any_running`
 /// false), else the bridge fenced in with NAT for `nat_ips`; forwarding on
 /// exactly while some VM has NAT. `saved` remembers the value found.
-pub fn apply(bridge: &str, any_running: bool, nat_ips: &[Ipv4Addr], saved: &Path) -> anyhow::Result<()> {
+pub fn apply(
+    bridge: &str,
+    any_running: bool,
+    nat_ips: &[Ipv4Addr],
+    guards: &[Guard],
+    saved: &Path,
+) -> anyhow::Result<()> {
     crate::check_ifname(bridge)?;
+    for g in guards {
+        crate::check_ifname(&g.tap)?;
+        check_mac(&g.mac)?;
+    }
     if !any_running {
         if table_exists() {
             nft(&format!("delete table ip {TABLE}\n")).context("Cannot remove banger's nftables table")?;
+        }
+        if bridge_table_exists() {
+            nft(&format!("delete table bridge {TABLE}\n"))
+                .context("Cannot remove banger's nftables table")?;
         }
         if let Ok(orig) = std::fs::read_to_string(saved) {
             std::fs::write(IP_FORWARD, orig.trim()).context("Cannot restore net.ipv4.ip_forward")?;
@@ -91,7 +147,7 @@ pub fn apply(bridge: &str, any_running: bool, nat_ips: &[Ipv4Addr], saved: &Path
         }
         return Ok(());
     }
-    nft(&ruleset(bridge, nat_ips)).context("Cannot install banger's NAT rules")?;
+    nft(&ruleset(bridge, nat_ips, guards)).context("Cannot install banger's NAT rules")?;
     if nat_ips.is_empty() {
         if let Ok(orig) = std::fs::read_to_string(saved) {
             std::fs::write(IP_FORWARD, orig.trim()).context("Cannot restore net.ipv4.ip_forward")?;
@@ -114,12 +170,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn each_tap_is_bound_to_its_vms_addresses() {
+        let g = Guard {
+            tap: "bg0123456789ab".into(),
+            mac: "06:01:23:45:67:89".into(),
+            ip: "172.30.213.2".parse().unwrap(),
+        };
+        let r = ruleset("banger0", &[], std::slice::from_ref(&g));
+        assert!(r.starts_with("add table bridge banger\ndelete table bridge banger\n"), "atomic replace");
+        for rule in [
+            "iifname \"bg0123456789ab\" ether saddr != 06:01:23:45:67:89 drop",
+            "iifname \"bg0123456789ab\" ether type ip ip saddr != 172.30.213.2 drop",
+            "iifname \"bg0123456789ab\" ether type arp arp saddr ip != 172.30.213.2 drop",
+        ] {
+            assert!(r.contains(rule), "{rule} missing:\n{r}");
+        }
+        assert!(check_mac("06:01:23:45:67:89").is_ok());
+        for bad in ["06:01:23:45:67", "06:01:23:45:67:8g", "06:01:23:45:67:89; drop", "06:01:23:45:67:89:00"]
+        {
+            assert!(check_mac(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn ruleset_masquerades_only_nat_vms() {
-        let r = ruleset("banger0", &["172.30.213.5".parse().unwrap()]);
+        let r = ruleset("banger0", &["172.30.213.5".parse().unwrap()], &[]);
         assert!(r.contains("ip saddr 172.30.213.5 oifname != \"banger0\" masquerade"));
         assert!(r.contains("iifname \"banger0\" oifname != \"banger0\" drop"));
         assert_eq!(r.matches("masquerade").count(), 1);
-        assert!(r.starts_with("add table ip banger\ndelete table ip banger\n"), "atomic replace");
-        assert!(!ruleset("banger0", &[]).contains("masquerade"));
+        assert!(r.contains("add table ip banger\ndelete table ip banger\n"), "atomic replace");
+        assert!(!ruleset("banger0", &[], &[]).contains("masquerade"));
     }
 }

@@ -45,7 +45,14 @@ pub enum Request {
     /// Delete one of banger's taps (missing is fine).
     DeleteTap { tap: String },
     /// Rebuild banger's nftables table (see `banger_net::nat::apply`).
-    SyncNat { bridge: String, any_running: bool, nat_ips: Vec<Ipv4Addr> },
+    SyncNat {
+        bridge: String,
+        any_running: bool,
+        nat_ips: Vec<Ipv4Addr>,
+        /// Every running VM's tap with its MAC and address (anti-spoofing).
+        #[serde(default)]
+        guards: Vec<banger_net::nat::Guard>,
+    },
     /// Route the `.vm` domain to the daemon's DNS server on the bridge
     /// link (systemd-resolved only; a no-op elsewhere).
     SyncResolver { bridge: String, dns: SocketAddrV4 },
@@ -135,10 +142,15 @@ impl Policy {
                 check_tap(tap)?;
             }
             Request::DeleteTap { tap } => check_tap(tap)?,
-            Request::SyncNat { bridge, nat_ips, .. } => {
+            Request::SyncNat { bridge, nat_ips, guards, .. } => {
                 self.check_bridge(bridge)?;
                 for ip in nat_ips {
                     self.check_guest_ip(*ip)?;
+                }
+                for g in guards {
+                    check_tap(&g.tap)?;
+                    banger_net::nat::check_mac(&g.mac)?;
+                    self.check_guest_ip(g.ip)?;
                 }
             }
             Request::SyncResolver { bridge, dns } => {
@@ -290,13 +302,13 @@ pub fn execute(policy: &Policy, req: &Request) -> anyhow::Result<Outcome> {
         Request::EnsureBridge { bridge: b, .. } => done(bridge(b).ensure()),
         Request::CreateTap { bridge: b, tap } => done(bridge(b).add_tap(tap, policy.owner_uid)),
         Request::DeleteTap { tap } => done(banger_net::delete_tap(tap)),
-        Request::SyncNat { bridge, any_running, nat_ips } => {
+        Request::SyncNat { bridge, any_running, nat_ips, guards } => {
             let saved = policy.state_dir.join("ip_forward.saved");
             if nat_ips.is_empty() && !banger_net::nat::available() {
                 // Nothing asked of nft, and no table it could have made.
-                return Ok(String::from("nft is not installed; no NAT rules to keep").into());
+                return Ok(String::from("nft is not installed; no NAT rules or address guards").into());
             }
-            done(banger_net::nat::apply(bridge, *any_running, nat_ips, &saved))
+            done(banger_net::nat::apply(bridge, *any_running, nat_ips, guards, &saved))
         }
         Request::SyncResolver { bridge, dns } => {
             resolver::Resolved::system().sync(bridge, *dns).map(Outcome::from)
@@ -358,7 +370,12 @@ pub fn purge_network(policy: &Policy) -> Vec<String> {
     for tap in banger_net::list_taps().into_iter().chain(banger_net::list_pool_taps()) {
         reqs.push(Request::DeleteTap { tap });
     }
-    reqs.push(Request::SyncNat { bridge: bridge.clone(), any_running: false, nat_ips: vec![] });
+    reqs.push(Request::SyncNat {
+        bridge: bridge.clone(),
+        any_running: false,
+        nat_ips: vec![],
+        guards: vec![],
+    });
     reqs.push(Request::DeleteBridge { bridge });
     reqs.iter().filter_map(|r| execute(policy, r).err().map(|e| format!("{e:#}"))).collect()
 }

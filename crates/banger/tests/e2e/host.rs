@@ -69,12 +69,47 @@ fn nat_is_opt_in_and_follows_the_vm() {
         eprintln!("SKIPPED e2e test nat: nft not installed (apt-get install nftables)");
         return;
     }
-    let _out = outside(&e);
+    let out = outside(&e);
     e.ok(&["vm", "create", "--name", "withnat", "--nat"]);
     e.ok(&["vm", "create", "--name", "plain"]);
     let ip = e.vm("withnat")["guest_ip"].as_str().unwrap().to_string();
     assert!(reaches_outside(&e, "withnat"), "the NAT VM cannot reach the outside namespace");
     assert!(!reaches_outside(&e, "plain"), "a VM without NAT reached beyond the host");
+
+    // Issue 14, item 9: the VM without NAT takes the NAT VM's address;
+    // nothing it sends from it gets out (the outside counts what arrives).
+    let count = |ns: &str| -> u64 {
+        let o = Command::new("ip")
+            .args(["netns", "exec", ns, "nft", "list", "table", "ip", "seen"])
+            .output()
+            .unwrap();
+        let t = String::from_utf8_lossy(&o.stdout).into_owned();
+        t.split("packets ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap()
+    };
+    for rule in [
+        "add table ip seen",
+        "add chain ip seen input { type filter hook input priority 0; }",
+        "add rule ip seen input tcp dport 8080 counter",
+    ] {
+        let ok = Command::new("ip")
+            .args(["netns", "exec", &out.ns, "sh", "-c"])
+            .arg(format!("nft '{rule}'"))
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "nft {rule} in the outside namespace");
+    }
+    let before = count(&out.ns);
+    let spoof = format!(
+        "ip addr add {ip}/32 dev eth0; curl -s -m 3 --interface {ip} http://10.99.0.2:8080/; ip addr del {ip}/32 dev eth0; true"
+    );
+    e.run(&["vm", "exec", "plain", "--", "sh", "-c", &spoof]);
+    assert_eq!(count(&out.ns), before, "packets from a borrowed address got out");
+    assert!(reaches_outside(&e, "withnat"), "the NAT VM lost its address to the other VM");
     // Both still reach the host itself.
     let r = e.ok(&["vm", "exec", "plain", "--", "sh", "-c", "ip route | head -1"]);
     assert!(r.stdout.starts_with("default via"), "{}", r.stdout);

@@ -365,7 +365,7 @@ impl Daemon {
         let mut interfaces = Vec::new();
         match self.attach_network(vm).await {
             Ok(Some(tap)) => {
-                self.sync_nat(Some(vm)).await?;
+                self.sync_nat(Some((vm, &tap))).await?;
                 let ip: std::net::Ipv4Addr = vm.guest_ip.parse().map_err(|_| {
                     ApiError::internal(format!("VM {:?} has a malformed IP {:?}", vm.name, vm.guest_ip))
                 })?;

@@ -10,17 +10,37 @@ use banger_store::VmRecord;
 
 impl Daemon {
     /// Rebuilds the rules from the VMs with a live engine, plus `booting`
-    /// (whose engine is not tracked yet).
-    pub(crate) async fn sync_nat(&self, booting: Option<&VmRecord>) -> Result<()> {
-        let mut running: Vec<VmRecord> = {
-            let ids: Vec<String> =
-                self.runtimes.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
-            ids.iter().filter_map(|id| self.store.get_vm(id).ok().flatten()).collect()
+    /// and its tap (its engine is not tracked yet). Every running VM's tap
+    /// is bound to its MAC and address.
+    pub(crate) async fn sync_nat(&self, booting: Option<(&VmRecord, &str)>) -> Result<()> {
+        let mut running: Vec<(VmRecord, Option<String>)> = {
+            let rts: Vec<(String, Option<String>)> = self
+                .runtimes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|(id, rt)| (id.clone(), rt.handles.tap.clone()))
+                .collect();
+            rts.into_iter()
+                .filter_map(|(id, tap)| Some((self.store.get_vm(&id).ok().flatten()?, tap)))
+                .collect()
         };
-        if let Some(b) = booting {
-            running.retain(|v| v.id != b.id);
-            running.push(b.clone());
+        if let Some((b, tap)) = booting {
+            running.retain(|(v, _)| v.id != b.id);
+            running.push((b.clone(), Some(tap.to_string())));
         }
+        let guards: Vec<banger_net::nat::Guard> = running
+            .iter()
+            .filter_map(|(v, tap)| {
+                Some(banger_net::nat::Guard {
+                    tap: tap.clone()?,
+                    mac: banger_net::guest_mac(&v.id),
+                    ip: v.guest_ip.parse().ok()?,
+                })
+            })
+            .collect();
+        let booting = booting.map(|(b, _)| b);
+        let running: Vec<VmRecord> = running.into_iter().map(|(v, _)| v).collect();
         let nat_ips: Vec<std::net::Ipv4Addr> =
             running.iter().filter(|v| v.nat).filter_map(|v| v.guest_ip.parse().ok()).collect();
         if !self.privops.available() {
@@ -37,6 +57,7 @@ impl Daemon {
             bridge: self.config.bridge.clone(),
             any_running: !running.is_empty(),
             nat_ips,
+            guards,
         };
         let ops = self.privops.clone();
         tokio::task::spawn_blocking(move || ops.call(&req))
