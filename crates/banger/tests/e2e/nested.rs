@@ -123,6 +123,12 @@ run_one() {
     for p in $(ps -eo pid,args | awk '/banger-e2e-/ && !/awk/ {print $1}'); do kill -9 "$p" 2>/dev/null; done
     rm -rf /var/tmp/banger-e2e-*
   fi
+  # A failed test keeps its logs (the harness's keep_logs): show the
+  # engine's side, which the test's own output does not carry.
+  for f in /var/tmp/banger-e2e-failures/*/*/firecracker.log /var/tmp/banger-e2e-failures/*/bangerd.log; do
+    [ -f "$f" ] && { echo "== $f"; tail -n 15 "$f"; }
+  done
+  rm -rf /var/tmp/banger-e2e-failures
 }
 while read -r t; do
   [ -n "$t" ] || continue
