@@ -56,8 +56,15 @@ pub fn write(out: &Path, members: &[(&str, &Path)]) -> anyhow::Result<Written> {
 }
 
 /// Unpacks a bundle into `dest` (an existing empty dir), allowing only
-/// `members` (name, required). Returns the names unpacked.
-pub fn unpack(bundle: &Path, dest: &Path, members: &[(&str, bool)]) -> anyhow::Result<Vec<String>> {
+/// `members` (name, required) and at most `max_bytes` of them in all.
+/// Returns the names unpacked.
+pub fn unpack(
+    bundle: &Path,
+    dest: &Path,
+    members: &[(&str, bool)],
+    max_bytes: u64,
+) -> anyhow::Result<Vec<String>> {
+    let mut left = max_bytes;
     let f = std::fs::File::open(bundle).with_context(|| format!("Cannot open {}", bundle.display()))?;
     let dec = zstd::stream::read::Decoder::new(f).context("the bundle is not zstd-compressed")?;
     let mut ar = tar::Archive::new(dec);
@@ -83,7 +90,11 @@ pub fn unpack(bundle: &Path, dest: &Path, members: &[(&str, bool)]) -> anyhow::R
             bail!("bundle member {name} appears twice");
         }
         let out = dest.join(allowed);
-        write_sparse(&mut e, &out).with_context(|| format!("Cannot unpack {name}"))?;
+        let n = write_sparse(&mut (&mut e).take(left.saturating_add(1)), &out)
+            .with_context(|| format!("Cannot unpack {name}"))?;
+        left = left.checked_sub(n).with_context(|| {
+            format!("the bundle unpacks to more than {} MiB (max_unpacked_mib); refusing it", max_bytes >> 20)
+        })?;
         seen.push(name);
     }
     for (m, required) in members {
@@ -168,9 +179,15 @@ mod tests {
         assert_eq!(w.sha256, crate::fsutil::sha256_file(&out).unwrap());
         let dest = d.path().join("dest");
         std::fs::create_dir(&dest).unwrap();
-        unpack(&out, &dest, IMAGE_MEMBERS).unwrap();
+        unpack(&out, &dest, IMAGE_MEMBERS, u64::MAX).unwrap();
         assert_eq!(std::fs::read(dest.join("rootfs.ext4")).unwrap(), data);
         assert!(crate::fsutil::allocated_bytes(&dest.join("rootfs.ext4")).unwrap() < 1 << 20);
+        // Issue 14, item 12: the same 4 MiB bundle (a few KiB compressed)
+        // under a 1 MiB limit is refused.
+        let small = d.path().join("small");
+        std::fs::create_dir(&small).unwrap();
+        let e = unpack(&out, &small, IMAGE_MEMBERS, 1 << 20).unwrap_err();
+        assert!(format!("{e:#}").contains("max_unpacked_mib"), "{e:#}");
     }
 
     #[test]
@@ -196,7 +213,7 @@ mod tests {
             let b = raw_bundle(d.path(), &entries);
             let dest = d.path().join("dest");
             std::fs::create_dir(&dest).unwrap();
-            assert!(unpack(&b, &dest, IMAGE_MEMBERS).is_err(), "{what} was accepted");
+            assert!(unpack(&b, &dest, IMAGE_MEMBERS, u64::MAX).is_err(), "{what} was accepted");
             assert!(
                 !d.path().join("rootfs.ext4").exists()
                     && !d.path().parent().unwrap().join("rootfs.ext4").exists()

@@ -59,7 +59,14 @@ pub struct Flattener {
     /// Directory modes applied at the end (a 0555 directory must stay
     /// writable while later layers fill it).
     dir_modes: HashMap<PathBuf, u32>,
+    /// File content and entries left before the image is refused as too
+    /// large (a decompression bomb), over all layers.
+    bytes_left: u64,
+    entries_left: u64,
 }
+
+/// Entries (files, dirs, links) an image may hold over all its layers.
+pub const MAX_ENTRIES: u64 = 5_000_000;
 
 /// A tar stream, decompressed according to its magic bytes.
 pub fn decompressed<'a, R: Read + 'a>(r: R) -> anyhow::Result<Box<dyn Read + 'a>> {
@@ -102,7 +109,14 @@ impl Flattener {
             as_root: nix::unistd::geteuid().is_root(),
             owner_fixes: Vec::new(),
             dir_modes: HashMap::new(),
+            bytes_left: u64::MAX,
+            entries_left: MAX_ENTRIES,
         }
+    }
+
+    /// At most `max_bytes` of file content over all layers.
+    pub fn with_limit(root: &Path, max_bytes: u64) -> Flattener {
+        Flattener { bytes_left: max_bytes, ..Flattener::new(root) }
     }
 
     /// Resolves `parts` (a directory path) inside the root the way the guest
@@ -174,6 +188,10 @@ impl Flattener {
         for entry in ar.entries().context("Cannot read the layer as tar")? {
             let mut entry = entry.context("Corrupt tar entry in layer")?;
             stats.entries += 1;
+            self.entries_left = self
+                .entries_left
+                .checked_sub(1)
+                .with_context(|| format!("the image holds more than {MAX_ENTRIES} entries; refusing it"))?;
             let raw = entry.path_bytes().into_owned();
             let Some(parts) = entry_components(&raw)? else {
                 continue; // the root directory itself
@@ -243,7 +261,11 @@ impl Flattener {
                     .custom_flags(libc::O_NOFOLLOW)
                     .mode(0o600)
                     .open(dest)?;
-                stats.bytes += std::io::copy(entry, &mut f)?;
+                let n = std::io::copy(&mut entry.take(self.bytes_left.saturating_add(1)), &mut f)?;
+                self.bytes_left = self.bytes_left.checked_sub(n).context(
+                    "the image's files are larger than the configured limit (max_unpacked_mib); refusing it",
+                )?;
+                stats.bytes += n;
                 f.set_permissions(std::fs::Permissions::from_mode(mode))?;
             }
             T::Symlink => {
@@ -517,6 +539,29 @@ mod tests {
         }
         out.sort();
         out
+    }
+
+    /// Issue 14, item 12: a layer that inflates past the limit is refused
+    /// (here 1 MiB of zeros, 64 KiB allowed), and so is one with too much
+    /// in total over several layers.
+    #[test]
+    fn a_decompression_bomb_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let big = {
+            use std::io::Write;
+            let data = layer(&[E::File("zeros".into(), vec![0u8; 1 << 20])]);
+            let mut g = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            g.write_all(&data).unwrap();
+            g.finish().unwrap()
+        };
+        assert!(big.len() < 8 << 10, "the bomb is small: {}", big.len());
+        let mut f = Flattener::with_limit(d.path(), 64 << 10);
+        let e = f.apply_layer(&big[..]).unwrap_err();
+        assert!(format!("{e:#}").contains("max_unpacked_mib"), "{e:#}");
+        let d = tempfile::tempdir().unwrap();
+        let mut f = Flattener::with_limit(d.path(), 100);
+        f.apply_layer(&layer(&[E::File("a".into(), vec![1u8; 60])])[..]).unwrap();
+        assert!(f.apply_layer(&layer(&[E::File("b".into(), vec![1u8; 60])])[..]).is_err());
     }
 
     #[test]

@@ -86,10 +86,16 @@ pub fn parse(text: &str, origin: &str, base: Option<&str>) -> anyhow::Result<Vec
                     if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
                         bail!("catalog {origin}: {} has a malformed sha256", e.name);
                     }
-                    Some((
-                        resolve(&u, base).with_context(|| format!("catalog {origin}: {}", e.name))?,
-                        sha.to_lowercase(),
-                    ))
+                    let url = resolve(&u, base).with_context(|| format!("catalog {origin}: {}", e.name))?;
+                    // A catalog from the network may not make the daemon
+                    // read the host's own files.
+                    if base.is_some_and(|b| !b.starts_with("file:")) && url.starts_with("file:") {
+                        bail!(
+                            "catalog {origin}: {} names a local file ({url}); only local catalogs may",
+                            e.name
+                        );
+                    }
+                    Some((url, sha.to_lowercase()))
                 }
                 (None, None) => None,
                 _ => bail!("catalog {origin}: {} needs both url and sha256", e.name),
@@ -209,6 +215,19 @@ pub fn file_url_path(url: &str) -> Option<std::path::PathBuf> {
 mod tests {
     use super::*;
     use std::path::Path;
+
+    /// Issue 14, item 12: a remote catalog cannot point at the host's files.
+    #[test]
+    fn remote_catalogs_cannot_name_local_files() {
+        let sha = "ab".repeat(32);
+        let text = format!(
+            "version = 1\n[[image]]\nname = \"x\"\nurl = \"file:///etc/shadow\"\nsha256 = \"{sha}\"\n"
+        );
+        let e = parse(&text, "t", Some("https://example.org/catalog.toml")).unwrap_err();
+        assert!(format!("{e:#}").contains("local file"), "{e:#}");
+        assert!(parse(&text, "t", Some("file:///srv/catalog.toml")).is_ok());
+        assert!(parse(&text, "t", None).is_ok(), "the user's own config may name files");
+    }
 
     #[test]
     fn embedded_parses_and_pairs() {

@@ -68,6 +68,8 @@ struct FileConfig {
     default_kernel: Option<String>,
     boot_timeout_secs: Option<u64>,
     console_log_max_mib: Option<u64>,
+    max_download_mib: Option<u64>,
+    max_unpacked_mib: Option<u64>,
     network: Option<FileNetwork>,
     vm_defaults: Option<FileVmDefaults>,
     #[serde(default)]
@@ -161,6 +163,10 @@ pub struct Config {
     pub boot_timeout_secs: u64,
     /// A VM's `console.log` is rotated (to `console.log.1`) past this size.
     pub console_log_max_mib: u64,
+    /// A bundle download or an image's registry layers, in all.
+    pub max_download_mib: u64,
+    /// What a bundle or an image's layers unpack to, in all.
+    pub max_unpacked_mib: u64,
     pub bridge: String,
     pub cidr: Ipv4Net,
     /// Taps kept ready on the bridge so a start never waits for one.
@@ -201,6 +207,8 @@ impl Config {
             // Generous: a systemd guest under TCG takes 10-15 s to settle.
             boot_timeout_secs: 120,
             console_log_max_mib: 16,
+            max_download_mib: 16 << 10,
+            max_unpacked_mib: 64 << 10,
             bridge: DEFAULT_BRIDGE.into(),
             cidr: DEFAULT_CIDR.parse().expect("the default CIDR parses"),
             tap_pool: 4,
@@ -252,6 +260,8 @@ impl Config {
         mark("default_kernel", file.default_kernel.is_some());
         mark("boot_timeout_secs", file.boot_timeout_secs.is_some());
         mark("console_log_max_mib", file.console_log_max_mib.is_some());
+        mark("max_download_mib", file.max_download_mib.is_some());
+        mark("max_unpacked_mib", file.max_unpacked_mib.is_some());
         mark("network.bridge", net.bridge.is_some());
         mark("network.cidr", net.cidr.is_some());
         mark("network.tap_pool", net.tap_pool.is_some());
@@ -311,6 +321,16 @@ impl Config {
             );
         }
         c.console_log_max_mib = console_max;
+        for (key, value, slot) in [
+            ("max_download_mib", file.max_download_mib, &mut c.max_download_mib),
+            ("max_unpacked_mib", file.max_unpacked_mib, &mut c.max_unpacked_mib),
+        ] {
+            let v = value.unwrap_or(*slot);
+            if v == 0 || v > 1 << 20 {
+                anyhow::bail!("Invalid config file {}: {key} must be between 1 and 1048576", path.display());
+            }
+            *slot = v;
+        }
         check_bridge_name(&bridge)
             .map_err(|m| anyhow::anyhow!("Invalid config file {}: network.bridge: {m}", path.display()))?;
         c.bridge = bridge;
@@ -379,6 +399,8 @@ impl Config {
             ("default_kernel", json!(self.default_kernel)),
             ("boot_timeout_secs", json!(self.boot_timeout_secs)),
             ("console_log_max_mib", json!(self.console_log_max_mib)),
+            ("max_download_mib", json!(self.max_download_mib)),
+            ("max_unpacked_mib", json!(self.max_unpacked_mib)),
             ("network.bridge", json!(self.bridge)),
             ("network.cidr", json!(self.cidr.to_string())),
             ("network.tap_pool", json!(self.tap_pool)),

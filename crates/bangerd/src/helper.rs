@@ -374,7 +374,12 @@ mod tests {
         );
         let outside = vec!["10.0.0.7".parse().unwrap()];
         refused(
-            Request::SyncNat { bridge: "banger0".into(), any_running: true, nat_ips: outside },
+            Request::SyncNat {
+                bridge: "banger0".into(),
+                any_running: true,
+                nat_ips: outside,
+                guards: vec![],
+            },
             "not a guest address",
         );
         refused(

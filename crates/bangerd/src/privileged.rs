@@ -559,8 +559,24 @@ mod tests {
             bridge: "banger0".into(),
             any_running: true,
             nat_ips: vec![ip.parse().unwrap()],
+            guards: vec![],
         };
         p.check(&nat("172.30.213.7")).unwrap();
+        // Address guards: banger's taps, real MACs, guest addresses only.
+        let guard = |tap: &str, mac: &str, ip: &str| Request::SyncNat {
+            bridge: "banger0".into(),
+            any_running: true,
+            nat_ips: vec![],
+            guards: vec![banger_net::nat::Guard {
+                tap: tap.into(),
+                mac: mac.into(),
+                ip: ip.parse().unwrap(),
+            }],
+        };
+        p.check(&guard("bg0123456789ab", "06:01:23:45:67:89", "172.30.213.7")).unwrap();
+        refused(guard("eth0", "06:01:23:45:67:89", "172.30.213.7"), "not a banger tap");
+        refused(guard("bg0123456789ab", "06:01:23:45:67:89 drop", "172.30.213.7"), "not a MAC");
+        refused(guard("bg0123456789ab", "06:01:23:45:67:89", "10.0.0.7"), "not a guest address");
         refused(nat("10.0.0.7"), "not a guest address");
         refused(nat("172.30.213.255"), "not a guest address");
         refused(nat("172.30.213.1"), "bridge's own address");

@@ -152,9 +152,10 @@ impl Daemon {
         let kernels_dir = self.paths.kernels_dir();
         let scratch = self.paths.cache_dir.join("unpack").join(new_id());
         let (name, file2, scratch2) = (e.name.clone(), file.clone(), scratch.clone());
+        let max = self.config.max_unpacked_mib << 20;
         let published = tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&scratch2)?;
-            bundle::unpack(&file2, &scratch2, bundle::KERNEL_MEMBERS)?;
+            bundle::unpack(&file2, &scratch2, bundle::KERNEL_MEMBERS, max)?;
             let vmlinux = scratch2.join("vmlinux");
             banger_image::kernel::check_vmlinux(&vmlinux)?;
             let initrd = scratch2.join("initrd");
@@ -223,6 +224,7 @@ impl Daemon {
         let id = new_id();
         let images_dir = self.paths.images_dir();
         let (file2, id2) = (file.clone(), id.clone());
+        let max = self.config.max_unpacked_mib << 20;
         let staged =
             tokio::task::spawn_blocking(move || -> anyhow::Result<(StagedImage, serde_json::Value)> {
                 let mut manifest = serde_json::Value::Null;
@@ -231,7 +233,7 @@ impl Daemon {
                     &id2,
                     |dst| {
                         let dir = dst.parent().expect("staging dir");
-                        bundle::unpack(&file2, dir, bundle::IMAGE_MEMBERS)?;
+                        bundle::unpack(&file2, dir, bundle::IMAGE_MEMBERS, max)?;
                         manifest = serde_json::from_slice(&std::fs::read(dir.join("manifest.json"))?)
                             .map_err(|e| anyhow::anyhow!("manifest.json in the bundle is not JSON: {e}"))?;
                         Ok(())
@@ -381,6 +383,20 @@ impl Daemon {
         }
         .or_internal(|| format!("Cannot write {}", part.display()))?;
         let total = resp.content_length().map(|n| n + offset).or(expected);
+        let cap = self.config.max_download_mib << 20;
+        let too_big = |n: u64| {
+            ApiError::invalid(format!(
+                "{what} from {url} is larger than the download limit ({} MiB, max_download_mib; at least {} MiB)",
+                cap >> 20,
+                n.div_ceil(1 << 20)
+            ))
+            .with_hint("raise max_download_mib in config.toml if you trust this source")
+        };
+        if let Some(t) = total.filter(|t| *t > cap) {
+            drop(file);
+            let _ = std::fs::remove_file(&part);
+            return Err(too_big(t));
+        }
         let mut have = offset;
         let mut last = Instant::now();
         let mut body = resp.bytes_stream();
@@ -392,6 +408,11 @@ impl Daemon {
                     .with_hint("free some space in the cache dir and pull again; the download resumes")
             })?;
             have += chunk.len() as u64;
+            if have > cap {
+                drop(file);
+                let _ = std::fs::remove_file(&part);
+                return Err(too_big(have));
+            }
             if last.elapsed() >= PROGRESS_EVERY {
                 progress.progress(&label, have, total);
                 last = Instant::now();
@@ -565,9 +586,10 @@ impl Daemon {
         let (p, tree2, id2) = (progress.clone(), tree.clone(), id.clone());
         let n = layers.len();
         let t0 = Instant::now();
+        let max = self.config.max_unpacked_mib << 20;
         let result = tokio::task::spawn_blocking(move || -> anyhow::Result<(StagedImage, u64, usize)> {
             std::fs::create_dir_all(&tree2)?;
-            let mut f = flatten::Flattener::new(&tree2);
+            let mut f = flatten::Flattener::with_limit(&tree2, max);
             for (i, layer) in layers.iter().enumerate() {
                 p.phase("flatten", format!("applying layer {}/{n}", i + 1));
                 let file = std::fs::File::open(layer)?;

@@ -72,6 +72,19 @@ impl Daemon {
         let blobs = self.paths.cache_dir.join("oci").join("blobs").join("sha256");
         std::fs::create_dir_all(&blobs).or_internal(|| format!("Cannot create {}", blobs.display()))?;
         let total: u64 = manifest.layers.iter().map(|l| l.size.max(0) as u64).sum();
+        let cap = self.config.max_download_mib << 20;
+        let too_big = |n: u64| {
+            ApiError::invalid(format!(
+                "The layers of {} are larger than the download limit ({} MiB, max_download_mib; at least {} MiB)",
+                reference.whole(),
+                cap >> 20,
+                n.div_ceil(1 << 20)
+            ))
+            .with_hint("raise max_download_mib in config.toml if you trust this registry")
+        };
+        if total > cap {
+            return Err(too_big(total));
+        }
         let mut layers = Vec::new();
         let mut done = 0u64;
         let t0 = Instant::now();
@@ -89,10 +102,25 @@ impl Daemon {
                 let mut stream =
                     client.pull_blob_stream(&reference, layer).await.map_err(|e| unreachable(&e))?;
                 let mut last = Instant::now();
+                let mut got = 0u64;
                 while let Some(chunk) = stream.next().await {
                     let chunk = chunk.map_err(|e| unreachable(&e))?;
-                    f.write_all(&chunk).await.or_internal(|| format!("Cannot write {}", part.display()))?;
+                    got += chunk.len() as u64;
                     done += chunk.len() as u64;
+                    // A blob longer than the manifest says is not that blob.
+                    if got > layer.size.max(0) as u64 || done > cap {
+                        drop(f);
+                        let _ = std::fs::remove_file(&part);
+                        if done > cap {
+                            return Err(too_big(done));
+                        }
+                        return Err(ApiError::invalid(format!(
+                            "A layer of {} is larger than its manifest says ({} bytes); refusing it",
+                            reference.whole(),
+                            layer.size
+                        )));
+                    }
+                    f.write_all(&chunk).await.or_internal(|| format!("Cannot write {}", part.display()))?;
                     if last.elapsed() >= Duration::from_millis(100) {
                         progress.progress(&label, done, Some(total));
                         last = Instant::now();
