@@ -102,3 +102,25 @@ fn firecracker_configured_but_missing_fails() {
     assert!(engine["hint"].as_str().unwrap().contains("firecracker"), "{engine}");
     assert!(run(&["daemon", "stop"]).status.success());
 }
+
+/// Issue 14, item 14: the `.vm` DNS port held by another process (another
+/// local user could answer `.vm` lookups) is a FAIL with the fix, and an
+/// error in the daemon's log, not a quiet warning.
+#[test]
+fn a_dns_port_held_by_another_process_fails() {
+    let e = Env::new();
+    let squatter = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = squatter.local_addr().unwrap().port();
+    e.config(&format!("[network]\ndns_port = {port}\n"));
+    let r = e.run(&["doctor", "--json"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let checks = r.json();
+    let c = find(&checks, ".vm names");
+    assert_eq!(c["level"], "fail", "{c}");
+    assert!(c["detail"].as_str().unwrap().contains("not routed"), "{c}");
+    assert!(c["hint"].as_str().unwrap().contains("dns_port"), "{c}");
+    let log = std::fs::read_to_string(e.state_dir().join("bangerd.log")).unwrap();
+    assert!(log.contains("ERROR") && log.contains("no .vm names"), "{log}");
+    e.ok(&["daemon", "stop"]);
+    drop(squatter);
+}

@@ -60,23 +60,36 @@ impl Daemon {
         r.to_vec().ok()
     }
 
-    /// Serves DNS until the daemon stops; a port in use is logged, not fatal.
+    /// Serves DNS until the daemon stops. The port is bound here, before
+    /// any bridge is set up, so that `.vm` is only ever routed to a port
+    /// that is ours: if another process holds it (another local user could
+    /// answer `.vm` lookups), that is an error in the log and in `doctor`,
+    /// and `.vm` is not routed (see `ensure_bridge_blocking`).
     pub fn spawn_dns(self: &Arc<Self>) {
         let port = self.config.dns_port;
         if port == 0 {
+            let _ = self.dns.set(Err("turned off (network.dns_port = 0)".into()));
             return;
         }
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let sock = std::net::UdpSocket::bind(addr)
+            .and_then(|s| s.set_nonblocking(true).map(|_| s))
+            .and_then(tokio::net::UdpSocket::from_std);
+        let sock = match sock {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(
+                    "no .vm names: cannot listen on {addr}/udp ({e}); another process holds the port, \
+                     so .vm is not routed to it; set network.dns_port to a free port (or 0)"
+                );
+                let _ = self.dns.set(Err(format!("cannot listen on {addr}/udp: {e}")));
+                return;
+            }
+        };
+        let _ = self.dns.set(Ok(()));
+        tracing::info!("answering DNS for .vm addr={addr}");
         let d = self.clone();
         tokio::spawn(async move {
-            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-            let sock = match tokio::net::UdpSocket::bind(addr).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!("no .vm names: cannot listen on {addr}/udp: {e}");
-                    return;
-                }
-            };
-            tracing::info!(%addr, "answering DNS for .vm");
             let mut buf = vec![0u8; 1500];
             loop {
                 let Ok((n, from)) = sock.recv_from(&mut buf).await else { continue };
@@ -85,6 +98,11 @@ impl Daemon {
                 }
             }
         });
+    }
+
+    /// Whether `.vm` DNS is served by this daemon.
+    pub(crate) fn dns_is_ours(&self) -> bool {
+        matches!(self.dns.get(), Some(Ok(())))
     }
 }
 

@@ -201,6 +201,18 @@ impl Daemon {
             ),
         });
 
+        out.push(match self.dns.get() {
+            Some(Ok(())) => check(".vm names", Level::Pass, format!("answered on 127.0.0.1:{}", self.config.dns_port), None),
+            Some(Err(why)) if self.config.dns_port == 0 => check(".vm names", Level::Warn, why.clone(), None),
+            Some(Err(why)) => check(
+                ".vm names",
+                Level::Fail,
+                format!("{why}; .vm is not routed to it"),
+                Some("another process holds the port: set network.dns_port to a free port in config.toml (or 0 to turn .vm names off)"),
+            ),
+            None => check(".vm names", Level::Warn, "not started yet", None),
+        });
+
         let bridge = &self.config.bridge;
         out.push(if banger_net::link_exists(bridge) {
             check(

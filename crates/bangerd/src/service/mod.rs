@@ -86,6 +86,10 @@ pub struct Daemon {
     /// Who does the privileged network work (in-process as root, else the
     /// root helper).
     pub privops: crate::privileged::PrivOps,
+    /// Whether `.vm` DNS is served: unset until [`Daemon::spawn_dns`]
+    /// has tried to bind, then `Ok` or why not. `.vm` is routed to the
+    /// port only while it is ours.
+    pub(crate) dns: std::sync::OnceLock<std::result::Result<(), String>>,
     shutdown: Notify,
 }
 
@@ -127,6 +131,7 @@ impl Daemon {
             bridge_ready: std::sync::atomic::AtomicBool::new(false),
             tap_pool: Mutex::new(Vec::new()),
             tap_refill: tokio::sync::Mutex::new(()),
+            dns: std::sync::OnceLock::new(),
             shutdown: Notify::new(),
         }))
     }

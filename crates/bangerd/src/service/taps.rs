@@ -18,12 +18,18 @@ impl Daemon {
         let bridge = self.config.bridge.clone();
         self.privops.call(&Request::EnsureBridge { bridge: bridge.clone(), cidr: self.config.cidr })?;
         self.bridge_ready.store(true, std::sync::atomic::Ordering::SeqCst);
-        if self.config.dns_port != 0 {
+        if self.dns_is_ours() {
             let dns = std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, self.config.dns_port);
             match self.privops.call(&Request::SyncResolver { bridge, dns }) {
                 Ok(detail) if !detail.is_empty() => tracing::info!("{detail}"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!("cannot route .vm names to the daemon: {e:#}"),
+            }
+        } else if self.config.dns_port != 0 {
+            // The port is someone else's: `.vm` must not lead there (an
+            // earlier daemon may have routed it).
+            if let Err(e) = self.privops.call(&Request::ClearResolver { bridge }) {
+                tracing::warn!("cannot stop routing .vm names: {e:#}");
             }
         }
         Ok(())
