@@ -244,10 +244,10 @@ fn check_tap(name: &str) -> anyhow::Result<()> {
 
 /// A process held by a pidfd: a signal sent through it reaches that
 /// process or none, even if its PID is reused after it was checked.
-struct PidFd(std::os::fd::OwnedFd);
+pub(crate) struct PidFd(std::os::fd::OwnedFd);
 
 impl PidFd {
-    fn open(pid: i32) -> anyhow::Result<PidFd> {
+    pub(crate) fn open(pid: i32) -> anyhow::Result<PidFd> {
         use std::os::fd::FromRawFd;
         // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
@@ -258,7 +258,7 @@ impl PidFd {
         Ok(PidFd(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }))
     }
 
-    fn signal(&self, sig: nix::sys::signal::Signal) -> std::io::Result<()> {
+    pub(crate) fn signal(&self, sig: nix::sys::signal::Signal) -> std::io::Result<()> {
         use std::os::fd::AsRawFd;
         // SAFETY: a valid pidfd, a signal number, no siginfo, no flags.
         let rc = unsafe {

@@ -909,6 +909,8 @@ impl Daemon {
                 }
             }
         }
+        self.sweep_orphan_engines();
+        self.sweep_leftover_files(&vms);
         // Pool taps no live VM holds form the pool again.
         let in_use: Vec<String> = {
             let rts = self.runtimes.lock().unwrap_or_else(|e| e.into_inner());
@@ -928,6 +930,95 @@ impl Daemon {
         }
         if let Err(e) = self.sync_nat(None).await {
             tracing::warn!("reconcile: NAT rules: {}", e.message);
+        }
+    }
+}
+
+/// Engine executables, by file name.
+const ENGINE_NAMES: &[&str] = &["firecracker", "qemu-system-x86_64", "vhost-device-vsock"];
+
+impl Daemon {
+    /// Kills engine processes of this user that run a VM from this
+    /// daemon's dirs but that no VM tracks: launched by a daemon killed
+    /// before it wrote `handles.json` (they hold a tap and would run
+    /// forever). Found by their command line, checked (uid, executable)
+    /// with a pidfd held, signalled through it.
+    fn sweep_orphan_engines(&self) {
+        let tracked: Vec<u32> = {
+            let rts = self.runtimes.lock().unwrap_or_else(|e| e.into_inner());
+            rts.values()
+                .flat_map(|rt| {
+                    std::iter::once(rt.handles.vmm.pid).chain(rt.handles.helpers.iter().map(|h| h.pid))
+                })
+                .collect()
+        };
+        let me = nix::unistd::getuid().as_raw();
+        let dirs = [self.paths.vms_dir(), self.paths.runtime_dir.join("vms")];
+        let Ok(procs) = std::fs::read_dir("/proc") else { return };
+        for p in procs.flatten() {
+            let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            if tracked.contains(&pid) || pid == std::process::id() {
+                continue;
+            }
+            let Ok(pidfd) = crate::privileged::PidFd::open(pid as i32) else { continue };
+            let exe = std::fs::read_link(p.path().join("exe")).unwrap_or_default();
+            let name = exe.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let name = name.strip_suffix(" (deleted)").unwrap_or(name);
+            use std::os::unix::fs::MetadataExt;
+            let uid = std::fs::metadata(p.path()).map(|m| m.uid()).ok();
+            if !ENGINE_NAMES.contains(&name) || uid != Some(me) {
+                continue;
+            }
+            let cmdline = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+            let ours = cmdline
+                .split(|b| *b == 0)
+                .skip(1)
+                .filter_map(|a| std::str::from_utf8(a).ok())
+                .flat_map(|a| a.split([',', '=']))
+                .any(|a| dirs.iter().any(|d| Path::new(a).starts_with(d)));
+            if ours {
+                tracing::warn!(pid, engine = name, "killing an engine no VM tracks (left by a daemon crash)");
+                if let Err(e) = pidfd.signal(nix::sys::signal::Signal::SIGKILL) {
+                    tracing::warn!(pid, "cannot kill it: {e}");
+                }
+            }
+        }
+    }
+
+    /// Removes what a crash can leave behind and nothing refers to: image
+    /// staging dirs, scratch unpack trees, half-made disk templates, image
+    /// and VM dirs without a row. Runs before the daemon serves, so no
+    /// operation is under way.
+    fn sweep_leftover_files(&self, vms: &[VmRecord]) {
+        // Nothing is removed unless the rows could be read.
+        let Ok(images) = self.store.list_images() else { return };
+        let images: Vec<String> = images.into_iter().map(|i| i.id).collect();
+        let vm_ids: Vec<&str> = vms.iter().map(|v| v.id.as_str()).collect();
+        let mut gone: Vec<PathBuf> = Vec::new();
+        let children = |d: PathBuf| std::fs::read_dir(d).into_iter().flatten().flatten().map(|e| e.path());
+        for p in children(self.paths.images_dir()) {
+            let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
+            if n.starts_with(".staging-") || !images.contains(&n) {
+                gone.push(p);
+            }
+        }
+        for p in children(self.paths.vms_dir()).chain(children(self.paths.runtime_dir.join("vms"))) {
+            let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
+            if !vm_ids.contains(&n.as_str()) {
+                gone.push(p);
+            }
+        }
+        gone.extend(children(self.paths.cache_dir.join("unpack")));
+        gone.extend(
+            children(self.paths.cache_dir.join("disk-templates"))
+                .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))),
+        );
+        for p in gone {
+            let r = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+            match r {
+                Ok(()) => tracing::info!(path = %p.display(), "removed a leftover"),
+                Err(e) => tracing::warn!(path = %p.display(), "cannot remove a leftover: {e}"),
+            }
         }
     }
 }

@@ -6,3 +6,4 @@ mod harness;
 mod images;
 mod pull;
 mod seed;
+mod sweep;
