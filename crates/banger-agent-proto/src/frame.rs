@@ -147,4 +147,27 @@ mod tests {
         });
         assert!(read_frame(&mut b).await.is_err());
     }
+
+    /// The property version of the `agent_frames` fuzz target: any bytes
+    /// decode to frames or an error, within the payload limit.
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(500))]
+            #[test]
+            fn any_bytes_decode_or_fail(data in prop::collection::vec(any::<u8>(), 0..2048)) {
+                let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                rt.block_on(async {
+                    let mut r = data.as_slice();
+                    while let Ok(Some(f)) = read_frame(&mut r).await {
+                        assert!(f.payload.len() <= MAX_PAYLOAD);
+                        let _ = f.json::<crate::Request>();
+                        let _ = f.json::<crate::Response>();
+                    }
+                });
+            }
+        }
+    }
 }

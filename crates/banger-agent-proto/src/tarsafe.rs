@@ -485,4 +485,67 @@ mod tests {
         unpack(dst.path(), t.as_slice(), None, Some("renamed.txt")).unwrap();
         assert_eq!(std::fs::read(dst.path().join("renamed.txt")).unwrap(), b"x");
     }
+
+    /// The property version of the `tarsafe` fuzz target: hostile entries
+    /// (climbing names, links out, entries under links, hard links to
+    /// anywhere) never write beside the destination.
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+        use tar::EntryType as T;
+
+        fn name() -> impl Strategy<Value = String> {
+            let comp = prop_oneof!["proj", "a", "x", "..", ".", "esc", "@OUT"];
+            (any::<bool>(), prop::collection::vec(comp, 1..4)).prop_map(|(abs, c)| {
+                let p = c.join("/");
+                if abs {
+                    format!("/{p}")
+                } else {
+                    p
+                }
+            })
+        }
+
+        fn entry() -> impl Strategy<Value = (String, u8, String)> {
+            (name(), 0u8..4, name())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(300))]
+            #[test]
+            fn hostile_archives_never_write_beside(entries in prop::collection::vec(entry(), 1..10)) {
+                let d = tempfile::tempdir().unwrap();
+                let (dest, outside) = (d.path().join("dest"), d.path().join("outside"));
+                std::fs::create_dir_all(outside.join("x")).unwrap();
+                let host = outside.display().to_string();
+                let mut b = tar::Builder::new(Vec::new());
+                for (n, kind, link) in &entries {
+                    let (n, link) = (n.replace("@OUT", &host), link.replace("@OUT", &host));
+                    let mut h = tar::Header::new_gnu();
+                    h.set_mode(0o755);
+                    h.set_size(if *kind == 0 { 1 } else { 0 });
+                    let kind = [T::Regular, T::Directory, T::Symlink, T::Link][*kind as usize];
+                    h.set_entry_type(kind);
+                    {
+                        let raw = h.as_old_mut();
+                        let nb = n.as_bytes();
+                        raw.name[..nb.len().min(100)].copy_from_slice(&nb[..nb.len().min(100)]);
+                        let lb = link.as_bytes();
+                        raw.linkname[..lb.len().min(100)].copy_from_slice(&lb[..lb.len().min(100)]);
+                    }
+                    h.set_cksum();
+                    b.append(&h, if kind == T::Regular { &b"x"[..] } else { &b""[..] }).unwrap();
+                }
+                let t = b.into_inner().unwrap();
+                let _ = unpack_from_guest(&dest, t.as_slice(), "/root/proj", None);
+                let _ = unpack(&dest, t.as_slice(), None, Some("copy"));
+                let _ = unpack(&dest, t.as_slice(), None, None);
+                let beside: Vec<_> = std::fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+                prop_assert_eq!(beside.len(), 2, "{:?}", beside);
+                let inside: Vec<_> = std::fs::read_dir(&outside).unwrap().map(|e| e.unwrap().file_name()).collect();
+                prop_assert_eq!(inside, vec![std::ffi::OsString::from("x")]);
+                prop_assert_eq!(std::fs::read_dir(outside.join("x")).unwrap().count(), 0);
+            }
+        }
+    }
 }

@@ -181,4 +181,25 @@ mod tests {
         assert_eq!(format_mib(2048), "2G");
         assert_eq!(format_mib(1536), "1.5G");
     }
+
+    /// The property version of the `api_bodies` fuzz target.
+    mod props {
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(500))]
+            #[test]
+            fn any_body_parses_and_validates_or_fails(body in "\\{(\"(name|image|vcpu|memory_mib|disk_size_mib|engine|nat|forwards)\": ?(\"[^\"]{0,20}\"|-?[0-9]{1,22}|true|null|\\[\\]),? ?){0,5}\\}?") {
+                if let Ok(r) = serde_json::from_str::<crate::CreateVmRequest>(&body) {
+                    if let Some(n) = &r.name {
+                        let _ = super::super::vm_name(n);
+                    }
+                    let _ = r.vcpu.map(super::super::vcpu);
+                    let _ = r.memory_mib.map(super::super::memory_mib);
+                    let _ = r.disk_size_mib.map(super::super::disk_size_mib);
+                }
+                let _ = super::super::parse_size_mib(&body);
+            }
+        }
+    }
 }

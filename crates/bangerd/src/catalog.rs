@@ -265,4 +265,24 @@ mod tests {
         assert_eq!(e[0].size_bytes, Some(12));
         assert_eq!(e[0].kernel.as_deref(), Some("k"));
     }
+
+    /// The property version of the `catalog` fuzz target.
+    mod props {
+        use super::super::parse;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(300))]
+            #[test]
+            fn any_text_parses_or_fails(text in "(version = 1\n)?(\\[\\[(image|kernel)\\]\\]\n)?((name|url|sha256|kernel|build|size_bytes) = (\"[a-z0-9:/._-]{0,70}\"|[0-9]{1,3}|true)\n){0,6}") {
+                if let Ok(entries) = parse(&text, "prop", Some("https://example.org/c.toml")) {
+                    for e in entries {
+                        if let Some((url, _)) = e.bundle {
+                            prop_assert!(!url.starts_with("file:"));
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
