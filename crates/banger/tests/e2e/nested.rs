@@ -22,7 +22,8 @@
 //! `BANGER_NESTED_TESTS` (comma-separated substrings) narrows the tests;
 //! `BANGER_NESTED_BUDGET_SECS` bounds the whole tier (default 2700);
 //! `BANGER_NESTED_ENV` (`KEY=VALUE …`) is set for the tests inside L1;
-//! `BANGER_NESTED_TEST_TIMEOUT_SECS` is one test's limit there.
+//! `BANGER_NESTED_TEST_TIMEOUT_SECS` is one test's limit there;
+//! `BANGER_NESTED_KVM_AMD` gives L1's kvm_amd module options.
 
 use crate::harness::{banger_exe, bangerd_exe, fixtures_dir, static_agent, which};
 use std::io::Write;
@@ -101,11 +102,17 @@ set -a
 . $P/env
 set +a
 modprobe kvm_amd 2>/dev/null
+# kvm_amd options from the host (BANGER_NESTED_KVM_AMD), e.g. "vgif=0 vls=0".
+opts=$(cat $P/kvm-amd)
+if [ -n "$opts" ]; then
+  modprobe -r kvm_amd && modprobe kvm_amd $opts
+fi
 if [ ! -c /dev/kvm ]; then
   echo "NESTED-NOKVM $(dmesg | grep -i -m 3 -e svm -e kvm | tr '\n' ' ')"
   exit 0
 fi
-echo "NESTED-READY $(uname -r) $(nproc) cpus $(awk '/MemTotal/ {print $2}' /proc/meminfo) kB"
+kvm_params=$(cd /sys/module/kvm_amd/parameters && for p in npt nested vgif vls avic; do [ -f $p ] && printf '%s=%s ' $p "$(cat $p)"; done)
+echo "NESTED-READY $(uname -r) $(nproc) cpus $(awk '/MemTotal/ {print $2}' /proc/meminfo) kB; kvm_amd: $kvm_params"
 # A heartbeat: L1 can hang without a panic, and the host notices its silence.
 ( while sleep 20; do echo "NESTED-ALIVE"; done ) &
 # One run of test $1; a run killed at its deadline shows what was still
@@ -186,6 +193,12 @@ fn payload(dir: &Path, tests: &[String]) -> PathBuf {
         assert!(ok, "BANGER_NESTED_ENV takes KEY=VALUE words of plain characters, not {kv:?}");
     }
     std::fs::write(stage.join("env"), env.join("\n") + "\n").unwrap();
+    let kvm_amd = std::env::var("BANGER_NESTED_KVM_AMD").unwrap_or_default();
+    assert!(
+        kvm_amd.chars().all(|c| c.is_ascii_alphanumeric() || "_= ".contains(c)),
+        "BANGER_NESTED_KVM_AMD takes module options like \"vgif=0 vls=0\", not {kvm_amd:?}"
+    );
+    std::fs::write(stage.join("kvm-amd"), kvm_amd).unwrap();
     std::fs::write(stage.join("run"), RUN).unwrap();
     std::fs::set_permissions(stage.join("run"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let img = dir.join("payload.ext4");
