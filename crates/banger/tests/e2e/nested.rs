@@ -113,6 +113,23 @@ if [ ! -c /dev/kvm ]; then
 fi
 kvm_params=$(cd /sys/module/kvm_amd/parameters && for p in npt nested vgif vls avic; do [ -f $p ] && printf '%s=%s ' $p "$(cat $p)"; done)
 echo "NESTED-READY $(uname -r) $(nproc) cpus $(awk '/MemTotal/ {print $2}' /proc/meminfo) kB; kvm_amd: $kvm_params"
+# A keeper VM for the whole session: an idle KVM VM with one vCPU whose
+# local APIC stays disabled. KVM flips static keys (live-patched code) when
+# the first VM comes or the last goes and as guests enable their APICs;
+# under multi-threaded TCG that cross-modifying code is the likeliest cause
+# of L1's panics right after a firecracker exits. With the keeper those
+# counts never return to zero. (BANGER_NESTED_NO_KEEPER=1 turns it off.)
+if [ -z "$BANGER_NESTED_NO_KEEPER" ]; then
+  python3 -c '
+import fcntl, os, time
+kvm = os.open("/dev/kvm", os.O_RDWR)
+vm = fcntl.ioctl(kvm, 0xAE01, 0)   # KVM_CREATE_VM
+fcntl.ioctl(vm, 0xAE60, 0)         # KVM_CREATE_IRQCHIP
+fcntl.ioctl(vm, 0xAE41, 0)         # KVM_CREATE_VCPU 0
+print("NESTED-KEEPER up", flush=True)
+time.sleep(1e9)
+' &
+fi
 # A heartbeat: L1 can hang without a panic, and the host notices its silence.
 ( while sleep 20; do echo "NESTED-ALIVE"; done ) &
 # One run of test $1; a run killed at its deadline shows what was still
