@@ -39,6 +39,9 @@ const MODULES: &[&str] =
 /// A soft lockup panics L1 (`softlockup_panic=1`), so a hang costs about a
 /// minute, not a stall timeout.
 const MAX_L1_CRASHES: usize = 5;
+/// L1's CPU (`BANGER_NESTED_CPU` overrides): an AMD model with SVM and
+/// nested paging, which TCG emulates.
+const L1_CPU: &str = "EPYC,+svm,+npt";
 /// One test inside L1 is killed (and its logs shown) after this long.
 const TEST_TIMEOUT: Duration = Duration::from_secs(420);
 /// No marker line, heartbeat included (every 20 s), for this long: L1
@@ -113,23 +116,6 @@ if [ ! -c /dev/kvm ]; then
 fi
 kvm_params=$(cd /sys/module/kvm_amd/parameters && for p in npt nested vgif vls avic; do [ -f $p ] && printf '%s=%s ' $p "$(cat $p)"; done)
 echo "NESTED-READY $(uname -r) $(nproc) cpus $(awk '/MemTotal/ {print $2}' /proc/meminfo) kB; kvm_amd: $kvm_params"
-# A keeper VM for the whole session: an idle KVM VM with one vCPU whose
-# local APIC stays disabled. KVM flips static keys (live-patched code) when
-# the first VM comes or the last goes and as guests enable their APICs;
-# under multi-threaded TCG that cross-modifying code is the likeliest cause
-# of L1's panics right after a firecracker exits. With the keeper those
-# counts never return to zero. (BANGER_NESTED_NO_KEEPER=1 turns it off.)
-if [ -z "$BANGER_NESTED_NO_KEEPER" ]; then
-  python3 -c '
-import fcntl, os, time
-kvm = os.open("/dev/kvm", os.O_RDWR)
-vm = fcntl.ioctl(kvm, 0xAE01, 0)   # KVM_CREATE_VM
-fcntl.ioctl(vm, 0xAE60, 0)         # KVM_CREATE_IRQCHIP
-fcntl.ioctl(vm, 0xAE41, 0)         # KVM_CREATE_VCPU 0
-print("NESTED-KEEPER up", flush=True)
-time.sleep(1e9)
-' &
-fi
 # A heartbeat: L1 can hang without a panic, and the host notices its silence.
 ( while sleep 20; do echo "NESTED-ALIVE"; done ) &
 # One run of test $1; a run killed at its deadline shows what was still
@@ -248,18 +234,13 @@ enum Session {
 fn session(payload: &Path, console: &Path, deadline: Instant) -> Session {
     let c = cache_dir();
     let mut qemu = Command::new("qemu-system-x86_64");
-    qemu.args([
-        "-M",
-        "q35",
-        "-accel",
-        "tcg,thread=multi",
-        "-cpu",
-        "EPYC,+svm,+npt",
-        "-smp",
-        "2",
-        "-m",
-        "6144",
-    ])
+    qemu.args(["-M", "q35", "-accel", "tcg,thread=multi", "-cpu"])
+        .arg(std::env::var("BANGER_NESTED_CPU").unwrap_or_else(|_| L1_CPU.to_string()))
+        .args(["-smp", "2", "-m", "6144"])
+        // Resets (a triple fault ends QEMU under -no-reboot without a word
+        // on the console) and guest errors, for the crash report.
+        .args(["-d", "guest_errors,cpu_reset", "-D"])
+        .arg(console.with_extension("qemu-debug.log"))
     .arg("-kernel")
     .arg(c.join("vmlinuz"))
     .arg("-initrd")
@@ -421,8 +402,11 @@ fn firecracker_guests_nested_in_l1() {
                     "stopped making progress and was killed"
                 };
                 let during = outputs.last().map(|(t, _)| t.clone()).filter(|t| remaining.contains(t));
+                let debug = std::fs::read(console.with_extension("qemu-debug.log")).unwrap_or_default();
+                let triple = String::from_utf8_lossy(&debug).to_lowercase().contains("triple fault");
                 let report = format!(
-                    "L1 session {sessions} {what} during {}; console tail:\n{}",
+                    "L1 session {sessions} {what}{} during {}; console tail:\n{}",
+                    if triple { " (QEMU logged a triple fault of L1)" } else { "" },
                     during.as_deref().unwrap_or("boot"),
                     tail(&text, 40)
                 );
