@@ -35,10 +35,13 @@ use std::time::{Duration, Instant};
 /// system-install test, which exercises users and units, not the engine).
 const MODULES: &[&str] =
     &["lifecycle::", "access::", "run::", "interactive::", "images::", "host::", "firecracker::"];
-/// L1 crashes tolerated (each retried in a fresh L1) before the tier fails.
-/// A soft lockup panics L1 (`softlockup_panic=1`), so a hang costs about a
-/// minute, not a stall timeout.
-const MAX_L1_CRASHES: usize = 5;
+/// L1 crashes tolerated (each retried in a fresh L1) before the tier fails:
+/// L1 has been measured to die about once every three to four tests (see
+/// BENCHMARKS.md), so a 14-test run sees three or four. A crash costs a
+/// fresh L1 (about 40 s) and the seed registration (about 35 s). A soft
+/// lockup panics L1 (`softlockup_panic=1`), so a hang costs about a minute,
+/// not a stall timeout.
+const MAX_L1_CRASHES: usize = 10;
 /// L1's CPU (`BANGER_NESTED_CPU` overrides): an AMD model with SVM and
 /// nested paging, which TCG emulates.
 const L1_CPU: &str = "EPYC,+svm,+npt";
