@@ -342,7 +342,15 @@ fn build_rootfs(policy: &Policy, size_mib: Option<u64>) -> anyhow::Result<Outcom
         &out,
         |_, m| tracing::info!("image build: {m}"),
     )
-    .and_then(|packages| Ok((packages, std::fs::File::open(&out)?)));
+    .and_then(|packages| {
+        let file = std::fs::File::open(&out)?;
+        // The caller (the owner's daemon) reads it through /proc/self/fd,
+        // which checks the file's mode: readable, whatever the helper's
+        // private umask made it. It lives in the helper's 0700 dir only
+        // until this answer is sent.
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+        Ok((packages, file))
+    });
     let _ = std::fs::remove_dir_all(&work);
     match built {
         Ok((packages, file)) => Ok(Outcome { detail: serde_json::to_string(&packages)?, file: Some(file) }),
