@@ -244,20 +244,20 @@ fn session(payload: &Path, console: &Path, deadline: Instant) -> Session {
         // on the console) and guest errors, for the crash report.
         .args(["-d", "guest_errors,cpu_reset", "-D"])
         .arg(console.with_extension("qemu-debug.log"))
-    .arg("-kernel")
-    .arg(c.join("vmlinuz"))
-    .arg("-initrd")
-    .arg(c.join("initrd.img"))
-    .args(["-append", "root=/dev/vda rw console=ttyS0 panic=5 softlockup_panic=1 quiet loglevel=3"])
-    .arg("-drive")
-    .arg(format!("file={},if=virtio,format=raw,snapshot=on", c.join("l1.ext4").display()))
-    .arg("-drive")
-    .arg(format!("file={},if=virtio,format=raw", payload.display()))
-    .args(["-display", "none", "-monitor", "none", "-no-reboot", "-nic", "none", "-serial"])
-    .arg(format!("file:{}", console.display()))
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(std::fs::File::create(console.with_extension("qemu.log")).unwrap());
+        .arg("-kernel")
+        .arg(c.join("vmlinuz"))
+        .arg("-initrd")
+        .arg(c.join("initrd.img"))
+        .args(["-append", "root=/dev/vda rw console=ttyS0 panic=5 softlockup_panic=1 quiet loglevel=3"])
+        .arg("-drive")
+        .arg(format!("file={},if=virtio,format=raw,snapshot=on", c.join("l1.ext4").display()))
+        .arg("-drive")
+        .arg(format!("file={},if=virtio,format=raw", payload.display()))
+        .args(["-display", "none", "-monitor", "none", "-no-reboot", "-nic", "none", "-serial"])
+        .arg(format!("file:{}", console.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(console.with_extension("qemu.log")).unwrap());
     // SAFETY: runs in the child before exec; prctl is async-signal-safe.
     // QEMU dies with this test, whatever ends it.
     unsafe {
