@@ -84,20 +84,11 @@ fn nft(script: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Whether banger's table exists.
-pub fn table_exists() -> bool {
+/// Whether banger's table of nftables family `family` exists: `ip` (NAT
+/// and the bridge fence) or `bridge` (the taps' address guards).
+pub fn table_exists(family: &str) -> bool {
     Command::new("nft")
-        .args(["list", "table", "ip", TABLE])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Whether banger's bridge-family table (the taps' address guards) exists.
-pub fn bridge_table_exists() -> bool {
-    Command::new("nft")
-        .args(["list", "table", "bridge", TABLE])
+        .args(["list", "table", family, TABLE])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -134,12 +125,11 @@ pub fn apply(
         check_mac(&g.mac)?;
     }
     if !any_running {
-        if table_exists() {
-            nft(&format!("delete table ip {TABLE}\n")).context("Cannot remove banger's nftables table")?;
-        }
-        if bridge_table_exists() {
-            nft(&format!("delete table bridge {TABLE}\n"))
-                .context("Cannot remove banger's nftables table")?;
+        for family in ["ip", "bridge"] {
+            if table_exists(family) {
+                nft(&format!("delete table {family} {TABLE}\n"))
+                    .context("Cannot remove banger's nftables table")?;
+            }
         }
         if let Ok(orig) = std::fs::read_to_string(saved) {
             std::fs::write(IP_FORWARD, orig.trim()).context("Cannot restore net.ipv4.ip_forward")?;

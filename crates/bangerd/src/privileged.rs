@@ -203,30 +203,38 @@ impl Policy {
                 bail!("pid {pid} is not the process that was started (start time {have:?}, recorded {want})");
             }
         }
-        let proc = PathBuf::from(format!("/proc/{pid}"));
-        let exe = std::fs::read_link(proc.join("exe")).with_context(|| format!("no process {pid}"))?;
-        let name = exe.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let name = name.strip_suffix(" (deleted)").unwrap_or(name);
-        if !matches!(name, "firecracker" | "qemu-system-x86_64" | "vhost-device-vsock") {
-            bail!("pid {pid} runs {}, not firecracker, qemu or vhost-device-vsock", exe.display());
-        }
-        use std::os::unix::fs::MetadataExt;
-        let uid = std::fs::metadata(&proc).with_context(|| format!("no process {pid}"))?.uid();
+        let uid = engine_process(pid, &self.dirs)?;
         if uid != self.owner_uid && uid != 0 {
             bail!("pid {pid} belongs to uid {uid}, not banger's owner (uid {})", self.owner_uid);
         }
-        let cmdline = std::fs::read(proc.join("cmdline")).with_context(|| format!("no process {pid}"))?;
-        let ours = cmdline
-            .split(|b| *b == 0)
-            .skip(1) // the program itself: its arguments must name banger's files
-            .filter_map(|a| std::str::from_utf8(a).ok())
-            .flat_map(|a| a.split([',', '=']))
-            .any(|a| a.starts_with('/') && self.dirs.iter().any(|d| under(Path::new(a), d)));
-        if !ours {
-            bail!("pid {pid} does not run a VM from banger's directories");
-        }
         Ok(())
     }
+}
+
+/// Checks that `pid` runs an engine binary (firecracker, qemu or
+/// vhost-device-vsock) with one of its arguments naming a file under
+/// `dirs`; returns its uid, which the caller judges.
+pub(crate) fn engine_process(pid: i32, dirs: &[PathBuf]) -> anyhow::Result<u32> {
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    let exe = std::fs::read_link(proc.join("exe")).with_context(|| format!("no process {pid}"))?;
+    let name = exe.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let name = name.strip_suffix(" (deleted)").unwrap_or(name);
+    if !matches!(name, "firecracker" | "qemu-system-x86_64" | "vhost-device-vsock") {
+        bail!("pid {pid} runs {}, not firecracker, qemu or vhost-device-vsock", exe.display());
+    }
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata(&proc).with_context(|| format!("no process {pid}"))?.uid();
+    let cmdline = std::fs::read(proc.join("cmdline")).with_context(|| format!("no process {pid}"))?;
+    let ours = cmdline
+        .split(|b| *b == 0)
+        .skip(1) // the program itself: its arguments must name banger's files
+        .filter_map(|a| std::str::from_utf8(a).ok())
+        .flat_map(|a| a.split([',', '=']))
+        .any(|a| a.starts_with('/') && dirs.iter().any(|d| under(Path::new(a), d)));
+    if !ours {
+        bail!("pid {pid} does not run a VM from banger's directories");
+    }
+    Ok(uid)
 }
 
 /// Whether `path` lies under `dir`, with no `..` to climb out.

@@ -934,9 +934,6 @@ impl Daemon {
     }
 }
 
-/// Engine executables, by file name.
-const ENGINE_NAMES: &[&str] = &["firecracker", "qemu-system-x86_64", "vhost-device-vsock"];
-
 impl Daemon {
     /// Kills engine processes of this user that run a VM from this
     /// daemon's dirs but that no VM tracks: launched by a daemon killed
@@ -961,23 +958,8 @@ impl Daemon {
                 continue;
             }
             let Ok(pidfd) = crate::privileged::PidFd::open(pid as i32) else { continue };
-            let exe = std::fs::read_link(p.path().join("exe")).unwrap_or_default();
-            let name = exe.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            let name = name.strip_suffix(" (deleted)").unwrap_or(name);
-            use std::os::unix::fs::MetadataExt;
-            let uid = std::fs::metadata(p.path()).map(|m| m.uid()).ok();
-            if !ENGINE_NAMES.contains(&name) || uid != Some(me) {
-                continue;
-            }
-            let cmdline = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
-            let ours = cmdline
-                .split(|b| *b == 0)
-                .skip(1)
-                .filter_map(|a| std::str::from_utf8(a).ok())
-                .flat_map(|a| a.split([',', '=']))
-                .any(|a| dirs.iter().any(|d| Path::new(a).starts_with(d)));
-            if ours {
-                tracing::warn!(pid, engine = name, "killing an engine no VM tracks (left by a daemon crash)");
+            if crate::privileged::engine_process(pid as i32, &dirs).ok() == Some(me) {
+                tracing::warn!(pid, "killing an engine no VM tracks (left by a daemon crash)");
                 if let Err(e) = pidfd.signal(nix::sys::signal::Signal::SIGKILL) {
                     tracing::warn!(pid, "cannot kill it: {e}");
                 }

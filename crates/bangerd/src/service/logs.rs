@@ -63,15 +63,15 @@ pub fn follow(d: Arc<Daemon>, vm_id: String, path: PathBuf) -> impl Stream<Item 
 /// whether it rotated.
 pub fn rotate_console(path: &std::path::Path, max: u64) -> std::io::Result<bool> {
     use std::io::{Read, Seek};
-    let mut f = match std::fs::OpenOptions::new().read(true).write(true).open(path) {
-        Ok(f) => f,
+    // A stat per running VM per second; the file is opened only to rotate.
+    match std::fs::metadata(path) {
+        Ok(m) if m.len() <= max => return Ok(false),
+        Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e),
-    };
-    let len = f.metadata()?.len();
-    if len <= max {
-        return Ok(false);
     }
+    let mut f = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
+    let len = f.metadata()?.len();
     // Only the last `max` bytes are kept in the copy: a burst far past the
     // limit costs no more than the limit twice on disk.
     f.seek(std::io::SeekFrom::Start(len - max))?;

@@ -28,6 +28,17 @@ use tokio::io::AsyncWriteExt;
 /// How often download progress is reported.
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
+/// The error for a download past `max_download_mib` (`cap` bytes), of which
+/// at least `seen` bytes were announced or received.
+pub(super) fn over_download_limit(what: &str, cap: u64, seen: u64) -> ApiError {
+    ApiError::invalid(format!(
+        "{what} is larger than the download limit ({} MiB, max_download_mib; at least {} MiB)",
+        cap >> 20,
+        seen.div_ceil(1 << 20)
+    ))
+    .with_hint("raise max_download_mib in config.toml if you trust the source")
+}
+
 impl Daemon {
     pub(crate) fn http(&self) -> Result<reqwest::Client> {
         reqwest::Client::builder()
@@ -384,14 +395,7 @@ impl Daemon {
         .or_internal(|| format!("Cannot write {}", part.display()))?;
         let total = resp.content_length().map(|n| n + offset).or(expected);
         let cap = self.config.max_download_mib << 20;
-        let too_big = |n: u64| {
-            ApiError::invalid(format!(
-                "{what} from {url} is larger than the download limit ({} MiB, max_download_mib; at least {} MiB)",
-                cap >> 20,
-                n.div_ceil(1 << 20)
-            ))
-            .with_hint("raise max_download_mib in config.toml if you trust this source")
-        };
+        let too_big = |n: u64| over_download_limit(&format!("{what} from {url}"), cap, n);
         if let Some(t) = total.filter(|t| *t > cap) {
             drop(file);
             let _ = std::fs::remove_file(&part);

@@ -74,13 +74,7 @@ impl Daemon {
         let total: u64 = manifest.layers.iter().map(|l| l.size.max(0) as u64).sum();
         let cap = self.config.max_download_mib << 20;
         let too_big = |n: u64| {
-            ApiError::invalid(format!(
-                "The layers of {} are larger than the download limit ({} MiB, max_download_mib; at least {} MiB)",
-                reference.whole(),
-                cap >> 20,
-                n.div_ceil(1 << 20)
-            ))
-            .with_hint("raise max_download_mib in config.toml if you trust this registry")
+            super::pull::over_download_limit(&format!("The layers of {}", reference.whole()), cap, n)
         };
         if total > cap {
             return Err(too_big(total));
