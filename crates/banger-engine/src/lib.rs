@@ -24,7 +24,7 @@ pub mod process;
 pub mod qemu;
 
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Which engine runs a VM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +46,19 @@ impl EngineKind {
         match self {
             EngineKind::Firecracker => "firecracker",
             EngineKind::Qemu => "qemu",
+        }
+    }
+
+    /// What the engine's log in `vm_dir` says about why it stopped: its
+    /// last lines, and for Firecracker the errors before them (a vCPU's
+    /// "Unexpected exit reason on vcpu run: Shutdown" is followed by
+    /// several lines of orderly exit).
+    pub fn log_excerpt(self, vm_dir: &Path) -> String {
+        match self {
+            EngineKind::Firecracker => {
+                process::excerpt(&vm_dir.join("firecracker.log"), 3, |l| l.contains(":ERROR]"))
+            }
+            EngineKind::Qemu => process::tail(&vm_dir.join("qemu.log"), 3),
         }
     }
 }

@@ -140,6 +140,13 @@ pub async fn wait_for_listener(
 /// The last `n` lines of a log file, for error messages, read from its
 /// last 64 KiB: a guest can make its console log large.
 pub fn tail(path: &Path, n: usize) -> String {
+    excerpt(path, n, |_| false)
+}
+
+/// The last `n` non-empty lines of a log, preceded by up to three earlier
+/// lines that `important` picks (an engine's errors, which its shutdown
+/// messages push out of a short tail). Reads at most the last 64 KiB.
+pub fn excerpt(path: &Path, n: usize, important: impl Fn(&str) -> bool) -> String {
     use std::io::{Read, Seek};
     const WINDOW: u64 = 64 << 10;
     let mut bytes = Vec::new();
@@ -151,12 +158,35 @@ pub fn tail(path: &Path, n: usize) -> String {
     }
     let text = String::from_utf8_lossy(&bytes).into_owned();
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
+    let (before, last) = lines.split_at(lines.len().saturating_sub(n));
+    let picked: Vec<&str> = before.iter().copied().filter(|l| important(l)).collect();
+    let picked = &picked[picked.len().saturating_sub(3)..];
+    picked.iter().chain(last).copied().collect::<Vec<_>>().join("\n")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_excerpt_keeps_the_error_a_tail_would_lose() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("firecracker.log");
+        let lines = [
+            "t [vm:main:INFO] Running Firecracker v1.16.1",
+            "t [vm:fc_vcpu 0:ERROR] Unexpected exit reason on vcpu run: Shutdown",
+            "t [vm:main:INFO] Vmm is stopping.",
+            "",
+            "t [vm:main:INFO] Vmm is stopping.",
+            "t [vm:main:INFO] flushed metrics",
+            "t [vm:main:ERROR] Firecracker exiting with error. exit_code=1",
+        ];
+        std::fs::write(&log, lines.join("\n")).unwrap();
+        assert_eq!(tail(&log, 3), lines[4..].join("\n"));
+        let got = excerpt(&log, 3, |l| l.contains(":ERROR]"));
+        assert_eq!(got, [lines[1], lines[4], lines[5], lines[6]].join("\n"));
+        assert_eq!(excerpt(&d.path().join("absent"), 3, |_| true), "");
+    }
 
     #[tokio::test]
     async fn detached_process_is_tracked() {

@@ -224,7 +224,7 @@ impl Engine for Firecracker {
         }
         .await;
         if let Err(e) = started {
-            let log = tail(&spec.vm_dir.join("firecracker.log"), 3);
+            let log = EngineKind::Firecracker.log_excerpt(&spec.vm_dir);
             self.kill(&handles);
             return Err(EngineError::Api(if log.is_empty() { e.to_string() } else { format!("{e}\n{log}") }));
         }

@@ -42,6 +42,12 @@ const MODULES: &[&str] =
 /// lockup panics L1 (`softlockup_panic=1`), so a hang costs about a minute,
 /// not a stall timeout.
 const MAX_L1_CRASHES: usize = 10;
+/// Guest triple faults (Firecracker's "Unexpected exit reason on vcpu run:
+/// Shutdown") tolerated in a run. Nested SVM emulation resets a guest now
+/// and then early in its boot (seen in about one run in two on Debian's
+/// 6.1 L1; see BENCHMARKS.md); a test that failed that way runs again, up
+/// to three times, and is reported. Beyond this many, the tier fails.
+const MAX_GUEST_RESETS: usize = 6;
 /// L1's CPU (`BANGER_NESTED_CPU` overrides): an AMD model with SVM and
 /// nested paging, which TCG emulates.
 const L1_CPU: &str = "EPYC,+svm,+npt";
@@ -121,11 +127,15 @@ kvm_params=$(cd /sys/module/kvm_amd/parameters && for p in npt nested vgif vls a
 echo "NESTED-READY $(uname -r) $(nproc) cpus $(awk '/MemTotal/ {print $2}' /proc/meminfo) kB; kvm_amd: $kvm_params"
 # A heartbeat: L1 can hang without a panic, and the host notices its silence.
 ( while sleep 20; do echo "NESTED-ALIVE"; done ) &
-# One run of test $1; a run killed at its deadline shows what was still
-# running and the logs, and leaves nothing behind.
+# One run of test $1 (its exit code in $rc); a run killed at its deadline
+# shows what was still running and the logs, and leaves nothing behind.
+# $reset says whether a guest of the run was reset by a triple fault
+# (Firecracker: "Unexpected exit reason on vcpu run: Shutdown"), which
+# nested SVM emulation does now and then to a guest early in its boot.
 run_one() {
-  timeout -k 10 $TEST_TIMEOUT $P/bin/e2e --exact "$1" --test-threads=1 --nocapture </dev/null
-  rc=$?
+  { timeout -k 10 $TEST_TIMEOUT $P/bin/e2e --exact "$1" --test-threads=1 --nocapture </dev/null
+    echo $? >/tmp/rc; } 2>&1 | tee /tmp/out
+  rc=$(cat /tmp/rc)
   if [ $rc -ge 124 ]; then
     echo "== $1 timed out after $TEST_TIMEOUT s; processes:"
     ps -eo pid,etimes,args | grep -e banger -e firecracker | grep -v grep
@@ -135,6 +145,11 @@ run_one() {
     done
     for p in $(ps -eo pid,args | awk '/banger-e2e-/ && !/awk/ {print $1}'); do kill -9 "$p" 2>/dev/null; done
     rm -rf /var/tmp/banger-e2e-*
+  fi
+  reset=0
+  if [ $rc -ne 0 ] && cat /tmp/out /var/tmp/banger-e2e-failures/*/*/firecracker.log /var/tmp/banger-e2e-failures/*/bangerd.log 2>/dev/null |
+       grep -q 'exit reason on vcpu run: Shutdown'; then
+    reset=1
   fi
   # A failed test keeps its logs (the harness's keep_logs): show the
   # engine's side, which the test's own output does not carry.
@@ -148,12 +163,21 @@ while read -r t; do
   echo "NESTED-BEGIN $t"
   s=$(date +%s)
   run_one "$t"
-  if [ $rc -ne 0 ] && [ ! -e "/tmp/retried-$t" ]; then
-    # One more try, reported: nested TCG is slow and noisy.
-    touch "/tmp/retried-$t"
-    echo "NESTED-RETRY $t $rc"
+  retried=0 resets=0
+  while [ $rc -ne 0 ]; do
+    if [ $reset = 1 ] && [ $resets -lt 3 ]; then
+      # Emulation, not banger: run again, reported (the host caps these).
+      resets=$((resets + 1))
+      echo "NESTED-GUEST-RESET $t"
+    elif [ $retried = 0 ]; then
+      # One more try, reported: nested TCG is slow and noisy.
+      retried=1
+      echo "NESTED-RETRY $t $rc"
+    else
+      break
+    fi
     run_one "$t"
-  fi
+  done
   echo "NESTED-END $t $rc $(( $(date +%s) - s ))"
 done < $P/tests
 echo "NESTED-DONE"
@@ -359,6 +383,7 @@ fn firecracker_guests_nested_in_l1() {
     let mut crashes: Vec<String> = Vec::new();
     let mut sessions = 0;
     let mut retried: Vec<String> = Vec::new();
+    let mut guest_resets: Vec<String> = Vec::new();
     let mut skipped: Vec<String> = Vec::new();
     while !remaining.is_empty() {
         sessions += 1;
@@ -369,6 +394,13 @@ fn firecracker_guests_nested_in_l1() {
         let text = console_text(&console);
         let (done, outputs) = results(&text);
         retried.extend(text.lines().filter_map(|l| l.strip_prefix("NESTED-RETRY ")).map(String::from));
+        guest_resets
+            .extend(text.lines().filter_map(|l| l.strip_prefix("NESTED-GUEST-RESET ")).map(String::from));
+        assert!(
+            guest_resets.len() <= MAX_GUEST_RESETS,
+            "guests were reset by a triple fault {} times (more than {MAX_GUEST_RESETS}): {guest_resets:?}",
+            guest_resets.len()
+        );
         eprintln!("L1 session {sessions}: {} test(s) finished in {:.0?}", done.len(), t0.elapsed());
         for (t, rc, secs) in &done {
             eprintln!("  {} {t} ({secs} s)", if *rc == 0 { "PASS" } else { "FAIL" });
@@ -435,6 +467,9 @@ fn firecracker_guests_nested_in_l1() {
         crashes.len(),
         started.elapsed()
     );
+    if !guest_resets.is_empty() {
+        eprintln!("run again after a guest's triple fault (nested emulation): {guest_resets:?}");
+    }
     if !retried.is_empty() {
         eprintln!("failed once and were run again inside L1 (test, first exit code): {retried:?}");
     }

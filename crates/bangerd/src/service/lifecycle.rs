@@ -591,8 +591,9 @@ impl Daemon {
         tokio::select! {
             h = attempt => Ok(h),
             _ = rt.wait_exit() => Err(ApiError::internal(format!(
-                "VM {:?}: the {} process exited during boot; console:\n{}",
-                vm.name, vm.engine, console_tail(Path::new(&vm.vm_dir), 15)
+                "VM {:?}: the {} process exited during boot; engine log:\n{}\nconsole:\n{}",
+                vm.name, vm.engine, rt.handles.engine.log_excerpt(Path::new(&vm.vm_dir)),
+                console_tail(Path::new(&vm.vm_dir), 15)
             )).with_hint(format!("see `banger vm logs {}`", vm.name))),
             _ = tokio::time::sleep_until(deadline.into()) => Err(ApiError::timeout(format!(
                 "VM {:?}: the guest agent did not answer within {} s; console:\n{}",
@@ -793,10 +794,7 @@ impl Daemon {
         }
         let Ok(vm) = self.reload(vm_id) else { return };
         let tail = console_tail(Path::new(&vm.vm_dir), 15);
-        let engine_log = match rt.handles.engine {
-            EngineKind::Qemu => process::tail(&Path::new(&vm.vm_dir).join("qemu.log"), 3),
-            EngineKind::Firecracker => process::tail(&Path::new(&vm.vm_dir).join("firecracker.log"), 3),
-        };
+        let engine_log = rt.handles.engine.log_excerpt(Path::new(&vm.vm_dir));
         let mut msg = format!("the {} process exited unexpectedly", rt.handles.engine.as_str());
         if !engine_log.is_empty() {
             msg.push_str(&format!("; engine log:\n{engine_log}"));
@@ -806,7 +804,7 @@ impl Daemon {
         if let Some(e) = join_errors(errors) {
             msg.push_str(&format!("\ncleanup: {e}"));
         }
-        tracing::warn!(vm = %vm.name, "engine exited unexpectedly");
+        tracing::warn!(vm = %vm.name, "engine exited unexpectedly; engine log:\n{engine_log}");
         self.set_state(vm_id, VmState::Error, Some(&msg));
     }
 
