@@ -1,7 +1,7 @@
 //! Boot, exec, persistence across stop/start, crash detection, daemon
 //! restart, delete leaving nothing; two VMs on one bridge.
 
-use crate::harness::E2e;
+use crate::harness::{E2e, IMAGE};
 use std::time::{Duration, Instant};
 
 #[test]
@@ -261,6 +261,111 @@ fn a_daemon_killed_at_any_moment_leaves_nothing() {
                 rows.iter().any(|(id, _)| cmd.contains(id.as_str())),
                 "round {i}: pid {pid} belongs to no VM: {cmd}"
             );
+        }
+    }
+}
+
+/// Issue 14: `image pull` killed with the daemon at moments spread over
+/// its download, unpack, agent injection and publication. After each
+/// restart the image is either whole and listed or absent, no staging or
+/// scratch dir and no process of the pull is left, and the VM that existed
+/// before is still there; the last pull then completes and boots.
+#[test]
+fn a_daemon_killed_mid_pull_leaves_nothing() {
+    let Some(e) = E2e::new("kill-mid-pull") else { return };
+    // A catalog beside a bundle of the fixture image, as users serve one.
+    let cat = e.dir.path().join("catalog");
+    std::fs::create_dir_all(&cat).unwrap();
+    let bundle = cat.join("pulled.tar.zst");
+    let entry = e.ok(&["image", "bundle", IMAGE, "--output", bundle.to_str().unwrap(), "--json"]).json();
+    let entry =
+        entry["catalog_entry"].as_str().unwrap().replace(&format!("name = \"{IMAGE}\""), "name = \"pulled\"");
+    std::fs::write(cat.join("catalog.toml"), format!("version = 1\n{entry}\n")).unwrap();
+    let config = e.dir.path().join("config/banger/config.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!("[[catalog]]\nfile = \"{}\"\n", cat.join("catalog.toml").display()));
+    std::fs::write(&config, text).unwrap();
+    e.ok(&["vm", "create", "--no-start", "--name", "keep"]);
+    let keep = e.vm("keep")["id"].as_str().unwrap().to_string();
+    kill_daemon(&e); // the next command's daemon reads the catalog
+
+    let images_dir = e.dir.path().join("state/banger/images");
+    let scratch = e.dir.path().join("cache/banger/unpack");
+    let listed = |dir: &std::path::Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .map(|d| d.flatten().map(|x| x.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let mut outcomes = Vec::new();
+    // Each round kills the daemon this long after the pull prints a phase
+    // (plain lines on a pipe): copying the bundle (and hashing it on the way), and
+    // through the unpack, agent injection, hashing and publication.
+    let rounds = [
+        ("copying", 0u64),
+        ("copying", 400),
+        ("unpacking image", 0),
+        ("unpacking image", 800),
+        ("unpacking image", 2000),
+        ("unpacking image", 3500),
+        ("unpacking image", 5000),
+    ];
+    for (phase, delay_ms) in rounds {
+        e.ok(&["image", "ls"]); // a daemon up, so the kill lands in the pull
+        let mut pull = e
+            .cmd()
+            .args(["image", "pull", "pulled"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = std::io::BufReader::new(pull.stderr.take().unwrap());
+        let seen = std::io::BufRead::lines(stderr).map_while(Result::ok).any(|l| l.contains(phase));
+        assert!(seen, "the pull never printed {phase:?}");
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let finished = pull.try_wait().unwrap().is_some();
+        kill_daemon(&e);
+        let _ = pull.wait();
+        let at = format!("{phase} +{delay_ms} ms");
+        // The next command starts a daemon, which sweeps.
+        let images = e.ok(&["image", "ls", "--json"]).json();
+        let rows: Vec<String> =
+            images.as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_string()).collect();
+        let pulled = images.as_array().unwrap().iter().find(|i| i["name"] == "pulled").cloned();
+        outcomes.push((at.clone(), finished, pulled.is_some()));
+        let mut ids = rows.clone();
+        ids.sort();
+        assert_eq!(listed(&images_dir), ids, "killed at {at}: image dirs do not match the rows");
+        assert!(listed(&scratch).is_empty(), "killed at {at}: scratch left: {:?}", listed(&scratch));
+        let marker = e.dir.path().display().to_string();
+        let strays: Vec<_> = crate::harness::processes_mentioning(&marker)
+            .into_iter()
+            .filter(|(_, cmd)| !cmd.contains("bangerd"))
+            .collect();
+        assert!(strays.is_empty(), "killed at {at}: processes of the pull are left: {strays:?}");
+        assert_eq!(e.vm("keep")["id"], keep.as_str(), "killed at {at}: the existing VM is lost");
+        if let Some(p) = pulled {
+            // Whole, or not listed: a listed image's files are all there.
+            let dir = images_dir.join(p["id"].as_str().unwrap());
+            let size = std::fs::metadata(dir.join("rootfs.ext4")).map(|m| m.len()).unwrap_or(0);
+            assert_eq!(size, p["size_bytes"].as_u64().unwrap(), "killed at {at}: {p}");
+            e.ok(&["image", "rm", "pulled"]);
+        }
+    }
+    eprintln!("kill moments (phase +ms, pull had finished, image listed after): {outcomes:?}");
+    assert!(outcomes.iter().any(|(_, done, listed)| !done && !listed), "no kill landed inside a pull");
+    e.ok(&["image", "pull", "pulled", "--quiet"]);
+    e.ok(&["vm", "create", "--image", "pulled", "--name", "p"]);
+    assert_eq!(e.ok(&["vm", "exec", "p", "--", "cat", "/etc/hostname"]).stdout.trim(), "p");
+}
+
+fn kill_daemon(e: &E2e) {
+    if let Some(pid) = e.daemon_pid() {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::path::Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 }

@@ -993,6 +993,12 @@ impl Daemon {
             children(self.paths.cache_dir.join("disk-templates"))
                 .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))),
         );
+        // A layer cut off mid-download (registry pulls start a layer over;
+        // catalog downloads keep their `.part` to resume).
+        gone.extend(
+            children(self.paths.cache_dir.join("oci/blobs/sha256"))
+                .filter(|p| p.extension().is_some_and(|x| x == "part")),
+        );
         for p in gone {
             let r = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
             match r {

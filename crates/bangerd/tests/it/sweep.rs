@@ -30,6 +30,11 @@ async fn a_restart_sweeps_what_a_crash_left() {
         std::fs::create_dir_all(d).unwrap();
         std::fs::write(d.join("f"), b"x").unwrap();
     }
+    let blobs = p.cache_dir.join("oci/blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let (blob, part) = (blobs.join("ab".repeat(32)), blobs.join(format!("{}.part", "cd".repeat(32))));
+    std::fs::write(&blob, b"layer").unwrap();
+    std::fs::write(&part, b"lay").unwrap();
     // An "engine" (a shell called firecracker) running a VM from this
     // daemon's dirs that no handles.json records, and one that runs
     // something else under the same name.
@@ -54,6 +59,7 @@ async fn a_restart_sweeps_what_a_crash_left() {
     for d in &kept {
         assert!(d.exists(), "{} was removed", d.display());
     }
+    assert!(blob.exists() && !part.exists(), "a cached layer was removed or a cut-off one kept");
     let deadline = Instant::now() + Duration::from_secs(5);
     while orphan.try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "the orphaned engine still runs");
