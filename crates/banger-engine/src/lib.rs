@@ -172,6 +172,10 @@ pub struct Handles {
     pub tap: Option<String>,
     pub console_log: PathBuf,
     pub started_at_ms: i64,
+    /// Firecracker runs under its jailer, in the jail of this id (the
+    /// VM's), which is released after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jail: Option<String>,
 }
 
 /// Engine failures, with what the user can do about them.
@@ -215,6 +219,12 @@ pub trait Engine {
         }
     }
 
+    /// Releases what the engine holds for a VM beyond its processes (a
+    /// Firecracker jail), once they are gone. Idempotent.
+    fn release(&self, _h: &Handles) -> Result<(), EngineError> {
+        Ok(())
+    }
+
     /// Freezes the guest's vCPUs.
     async fn pause(&self, _h: &Handles) -> Result<(), EngineError> {
         Err(EngineError::Unsupported(format!("the {} engine cannot pause VMs", self.kind().as_str())))
@@ -256,6 +266,12 @@ impl Engine for AnyEngine {
         match self {
             AnyEngine::Qemu(e) => e.request_stop(h).await,
             AnyEngine::Firecracker(e) => e.request_stop(h).await,
+        }
+    }
+    fn release(&self, h: &Handles) -> Result<(), EngineError> {
+        match self {
+            AnyEngine::Qemu(e) => e.release(h),
+            AnyEngine::Firecracker(e) => e.release(h),
         }
     }
     async fn pause(&self, h: &Handles) -> Result<(), EngineError> {

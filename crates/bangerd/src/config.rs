@@ -60,6 +60,8 @@ impl SizeValue {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     firecracker_bin: Option<PathBuf>,
+    jailer_enabled: Option<bool>,
+    jailer_bin: Option<PathBuf>,
     qemu_bin: Option<PathBuf>,
     vhost_vsock_bin: Option<PathBuf>,
     agent_bin: Option<PathBuf>,
@@ -152,6 +154,12 @@ struct FileVmDefaults {
 pub struct Config {
     /// Explicit firecracker binary; `None`: look it up on PATH.
     pub firecracker_bin: Option<PathBuf>,
+    /// Firecracker runs under its jailer (chroot, own uid, cgroup, new
+    /// PID and mount namespaces). Needs root: a root daemon or a system
+    /// install. Default: on for system installs (`None` until decided).
+    pub jailer_enabled: Option<bool>,
+    /// The jailer binary (default: `jailer` on PATH).
+    pub jailer_bin: Option<PathBuf>,
     pub qemu_bin: Option<PathBuf>,
     pub vhost_vsock_bin: Option<PathBuf>,
     /// Explicit guest agent binary; `None`: next to the daemon's executable.
@@ -198,6 +206,8 @@ impl Config {
     pub fn defaults(path: PathBuf) -> Config {
         Config {
             firecracker_bin: None,
+            jailer_enabled: None,
+            jailer_bin: None,
             qemu_bin: None,
             vhost_vsock_bin: None,
             agent_bin: None,
@@ -252,6 +262,8 @@ impl Config {
         let net = file.network.unwrap_or_default();
         let vmd = file.vm_defaults.unwrap_or_default();
         mark("firecracker_bin", file.firecracker_bin.is_some());
+        mark("jailer_enabled", file.jailer_enabled.is_some());
+        mark("jailer_bin", file.jailer_bin.is_some());
         mark("qemu_bin", file.qemu_bin.is_some());
         mark("vhost_vsock_bin", file.vhost_vsock_bin.is_some());
         mark("agent_bin", file.agent_bin.is_some());
@@ -298,6 +310,8 @@ impl Config {
         let disk = vmd.disk_size;
 
         c.firecracker_bin = firecracker_bin;
+        c.jailer_enabled = file.jailer_enabled.or(c.jailer_enabled);
+        c.jailer_bin = file.jailer_bin.or(c.jailer_bin.take());
         c.qemu_bin = qemu_bin;
         c.vhost_vsock_bin = vhost_vsock_bin;
         c.agent_bin = agent_bin;
@@ -391,6 +405,8 @@ impl Config {
         };
         let entries = [
             ("firecracker_bin", path_or_null(&self.firecracker_bin)),
+            ("jailer_enabled", json!(self.jailer_enabled)),
+            ("jailer_bin", path_or_null(&self.jailer_bin)),
             ("qemu_bin", path_or_null(&self.qemu_bin)),
             ("vhost_vsock_bin", path_or_null(&self.vhost_vsock_bin)),
             ("agent_bin", path_or_null(&self.agent_bin)),

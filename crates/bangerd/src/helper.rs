@@ -8,11 +8,12 @@
 //! every request is then checked against the policy from the install file
 //! (see [`crate::privileged`]) and carried out one at a time.
 
-use crate::privileged::{execute, Outcome, Policy, Request, Response};
+use crate::privileged::{execute_with_files, Outcome, Policy, Request, Response};
 use anyhow::{bail, Context};
+use banger_engine::firecracker::jail::JailSetup;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -25,6 +26,8 @@ pub const INSTALL_FILE: &str = "/etc/banger/install.toml";
 
 /// A request line longer than this is refused.
 const MAX_REQUEST: u64 = 64 * 1024;
+/// Descriptors one message may carry (a VM's files and its console).
+const MAX_FDS: usize = 20;
 
 /// `/etc/banger/install.toml`: who banger was installed for, and the
 /// helper's policy.
@@ -52,6 +55,15 @@ pub struct HelperSection {
     pub cidr: Ipv4Net,
     /// The owner's banger directories (state, runtime).
     pub dirs: Vec<PathBuf>,
+    /// Firecracker's jailer and firecracker, found (root-owned) at install,
+    /// and the root-only directory jails are made in; all three or no
+    /// jailing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jailer: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firecracker: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jail_base: Option<PathBuf>,
 }
 
 impl InstallFile {
@@ -72,6 +84,16 @@ impl InstallFile {
             cidr: self.helper.cidr,
             dirs: self.helper.dirs.clone(),
             state_dir: self.helper.state_dir.clone(),
+            jail: match (&self.helper.jailer, &self.helper.firecracker, &self.helper.jail_base) {
+                (Some(jailer), Some(firecracker), Some(base)) => Some(JailSetup {
+                    jailer: jailer.clone(),
+                    firecracker: firecracker.clone(),
+                    base: base.clone(),
+                    uid: self.uid,
+                    gid: self.gid,
+                }),
+                _ => None,
+            },
         }
     }
 }
@@ -79,9 +101,14 @@ impl InstallFile {
 /// Sends one request to the helper and waits for its answer (and the file
 /// it hands over, if any). Blocking.
 pub fn call(socket: &Path, req: &Request) -> anyhow::Result<Outcome> {
+    call_with_files(socket, req, &[])
+}
+
+/// Like [`call`], sending `files` with the request (`SCM_RIGHTS`).
+pub fn call_with_files(socket: &Path, req: &Request, files: &[&std::fs::File]) -> anyhow::Result<Outcome> {
     let hint =
         || format!("is the root helper running? (`banger system status`; socket {})", socket.display());
-    let mut s = UnixStream::connect(socket)
+    let s = UnixStream::connect(socket)
         .with_context(|| format!("Cannot reach banger's root helper at {}", socket.display()))
         .with_context(hint)?;
     // An image build runs debootstrap: minutes, not seconds.
@@ -90,7 +117,8 @@ pub fn call(socket: &Path, req: &Request) -> anyhow::Result<Outcome> {
     s.set_write_timeout(Some(Duration::from_secs(10)))?;
     let mut line = serde_json::to_vec(req)?;
     line.push(b'\n');
-    if let Err(e) = s.write_all(&line) {
+    let fds: Vec<RawFd> = files.iter().map(|f| f.as_raw_fd()).collect();
+    if let Err(e) = send_with_fds(&s, &line, &fds) {
         // A helper that refuses a caller (SO_PEERCRED) answers and closes
         // at once, possibly before reading the request: its refusal then
         // waits in our receive buffer while our send fails.
@@ -118,12 +146,18 @@ pub fn call(socket: &Path, req: &Request) -> anyhow::Result<Outcome> {
 /// Reads one answer line, keeping a descriptor passed along with it
 /// (`SCM_RIGHTS`).
 fn read_answer(s: &UnixStream) -> anyhow::Result<(Vec<u8>, Option<OwnedFd>)> {
+    read_line_with_fds(s).map(|(line, fds)| (line, fds.into_iter().next()))
+}
+
+/// Reads one line (at most [`MAX_REQUEST`] bytes), keeping the
+/// descriptors passed along with it (`SCM_RIGHTS`, at most [`MAX_FDS`]).
+fn read_line_with_fds(s: &UnixStream) -> anyhow::Result<(Vec<u8>, Vec<OwnedFd>)> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     let mut buf = Vec::new();
-    let mut fd: Option<OwnedFd> = None;
+    let mut fd: Vec<OwnedFd> = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
-        let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+        let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS]);
         let mut iov = [std::io::IoSliceMut::new(&mut chunk)];
         let msg = match recvmsg::<()>(s.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
             Err(nix::errno::Errno::EINTR) => continue, // a signal; nothing was read
@@ -134,7 +168,9 @@ fn read_answer(s: &UnixStream) -> anyhow::Result<(Vec<u8>, Option<OwnedFd>)> {
                 for f in fds {
                     // SAFETY: the kernel just installed this descriptor for us; nothing else owns it.
                     let owned = unsafe { OwnedFd::from_raw_fd(f) };
-                    fd.get_or_insert(owned);
+                    if fd.len() < MAX_FDS {
+                        fd.push(owned);
+                    }
                 }
             }
         }
@@ -223,10 +259,12 @@ fn handle(mut conn: UnixStream, policy: &Policy, locks: &Locks) {
         return;
     }
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut line = String::new();
-    let read = BufReader::new((&conn).take(MAX_REQUEST)).read_line(&mut line);
-    let req: Request = match read.map_err(anyhow::Error::from).and_then(|_| {
-        serde_json::from_str(line.trim()).context("not a valid request (one JSON object per line)")
+    let read = read_line_with_fds(&conn);
+    let mut fds = Vec::new();
+    let req: Request = match read.and_then(|(line, f)| {
+        fds = f;
+        let end = line.iter().position(|b| *b == b'\n').context("no complete request line")?;
+        serde_json::from_slice(&line[..end]).context("not a valid request (one JSON object per line)")
     }) {
         Ok(r) => r,
         Err(e) => {
@@ -238,7 +276,7 @@ fn handle(mut conn: UnixStream, policy: &Policy, locks: &Locks) {
     let result = {
         let lock = if matches!(req, Request::BuildRootfs { .. }) { &locks.build } else { &locks.network };
         let _one = lock.lock().unwrap_or_else(|e| e.into_inner());
-        execute(policy, &req)
+        execute_with_files(policy, &req, fds)
     };
     match result {
         Ok(Outcome { detail, file: Some(file) }) => {
@@ -246,7 +284,7 @@ fn handle(mut conn: UnixStream, policy: &Policy, locks: &Locks) {
             let mut line =
                 serde_json::to_vec(&Response { ok: true, detail, error: String::new() }).unwrap_or_default();
             line.push(b'\n');
-            if let Err(e) = send_with_fd(&conn, &line, file.as_raw_fd()) {
+            if let Err(e) = send_with_fds(&conn, &line, &[file.as_raw_fd()]) {
                 tracing::warn!(uid, "cannot hand the file over: {e}");
             }
         }
@@ -261,18 +299,14 @@ fn handle(mut conn: UnixStream, policy: &Policy, locks: &Locks) {
     }
 }
 
-/// Writes `line` with `fd` attached (`SCM_RIGHTS`), then any rest.
-fn send_with_fd(conn: &UnixStream, line: &[u8], fd: RawFd) -> anyhow::Result<()> {
+/// Writes `line` with `fds` attached (`SCM_RIGHTS`), then any rest.
+fn send_with_fds(conn: &UnixStream, line: &[u8], fds: &[RawFd]) -> std::io::Result<()> {
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
-    let fds = [fd];
+    let rights = [ControlMessage::ScmRights(fds)];
+    let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &rights };
     let sent = loop {
-        match sendmsg::<()>(
-            conn.as_raw_fd(),
-            &[std::io::IoSlice::new(line)],
-            &[ControlMessage::ScmRights(&fds)],
-            MsgFlags::empty(),
-            None,
-        ) {
+        match sendmsg::<()>(conn.as_raw_fd(), &[std::io::IoSlice::new(line)], cmsgs, MsgFlags::empty(), None)
+        {
             Err(nix::errno::Errno::EINTR) => continue,
             r => break r?,
         }
@@ -336,6 +370,9 @@ mod tests {
                 bridge: "banger0".into(),
                 cidr: "172.30.213.0/24".parse().unwrap(),
                 dirs: vec!["/home/alice/.local/state/banger".into()],
+                jailer: Some("/usr/local/bin/jailer".into()),
+                firecracker: Some("/usr/local/bin/firecracker".into()),
+                jail_base: Some("/run/banger-root/jail".into()),
             },
         };
         let text = toml::to_string(&f).unwrap();
@@ -358,6 +395,7 @@ mod tests {
             cidr: "172.30.213.0/24".parse().unwrap(),
             dirs: vec![dir.path().to_path_buf()],
             state_dir: dir.path().to_path_buf(),
+            jail: None,
         };
         let listener = bind(&sock, me, gid).unwrap();
         std::thread::spawn(move || serve(listener, p));
@@ -386,6 +424,11 @@ mod tests {
             Request::SyncResolver { bridge: "banger0".into(), dns: "8.8.8.8:53".parse().unwrap() },
             "loopback",
         );
+        let jail =
+            |vm_id: &str| Request::StartJail { vm_id: vm_id.into(), vcpu: 1, memory_mib: 512, files: vec![] };
+        refused(jail("../../etc"), "not a banger VM id");
+        refused(jail("0123456789ab"), "no jailer");
+        refused(Request::ReleaseJail { vm_id: "x/y".into() }, "not a banger VM id");
         refused(
             Request::SignalEngine {
                 pid: std::process::id() as i32,
@@ -440,9 +483,72 @@ mod tests {
         let mut s = UnixStream::connect(&sock).unwrap();
         s.write_all(b"{\"op\":\"nope\"}\n").unwrap();
         let mut out = String::new();
-        BufReader::new(s).read_line(&mut out).unwrap();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(s), &mut out).unwrap();
         assert!(out.contains("\"ok\":false"), "{out}");
         let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+    }
+
+    /// `StartJail` through the socket: the VM's files travel as
+    /// descriptors with the request and end up bound into the jail the
+    /// helper makes under its own directory; a request whose descriptors do
+    /// not match its files is refused; `ReleaseJail` removes the jail.
+    #[test]
+    fn starts_jails_with_the_files_sent_along() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("SKIPPED starts_jails_with_the_files_sent_along: needs root (mounts)");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let sock = dir.path().join("h.sock");
+        let base = dir.path().join("jail");
+        let root = banger_engine::firecracker::jail::root(&base, "0123456789ab");
+        // A stand-in jailer: writes the PID file the real one leaves.
+        let jailer = dir.path().join("jailer");
+        std::fs::write(&jailer, format!("#!/bin/sh\necho 77 > {}/firecracker.pid\n", root.display()))
+            .unwrap();
+        std::fs::set_permissions(&jailer, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let p = Policy {
+            owner_uid: 0,
+            bridge: "banger0".into(),
+            cidr: "172.30.213.0/24".parse().unwrap(),
+            dirs: vec![],
+            state_dir: dir.path().to_path_buf(),
+            jail: Some(JailSetup {
+                jailer,
+                // Static, so the helper accepts it (the stand-in never runs it).
+                firecracker: dir.path().join("firecracker"),
+                base: base.clone(),
+                uid: 0,
+                gid: 0,
+            }),
+        };
+        // An ELF64 header whose one program header is PT_LOAD: no loader.
+        let mut elf = vec![0u8; 64 + 56];
+        elf[..5].copy_from_slice(b"\x7fELF\x02");
+        elf[0x20] = 64;
+        elf[0x36] = 56;
+        elf[0x38] = 1;
+        elf[64] = 1;
+        std::fs::write(dir.path().join("firecracker"), elf).unwrap();
+        let listener = bind(&sock, 0, 0).unwrap();
+        std::thread::spawn(move || serve(listener, p));
+        std::fs::write(dir.path().join("kernel"), b"kernel").unwrap();
+        let kernel = std::fs::File::open(dir.path().join("kernel")).unwrap();
+        let console = std::fs::File::create(dir.path().join("console")).unwrap();
+        let req = Request::StartJail {
+            vm_id: "0123456789ab".into(),
+            vcpu: 1,
+            memory_mib: 512,
+            files: vec![("vmlinux".into(), false)],
+        };
+        let e = call_with_files(&sock, &req, &[&kernel]).unwrap_err();
+        assert!(format!("{e:#}").contains("descriptors came with"), "{e:#}");
+        let out = call_with_files(&sock, &req, &[&kernel, &console]).unwrap();
+        assert_eq!(out.detail, format!("77 {}", root.display()));
+        assert_eq!(std::fs::read(root.join("vmlinux")).unwrap(), b"kernel");
+        call(&sock, &Request::ReleaseJail { vm_id: "0123456789ab".into() }).unwrap();
+        assert!(!root.exists(), "the jail is left");
     }
 }

@@ -73,6 +73,14 @@ pub enum Request {
     /// an open descriptor (it is never written where the caller could
     /// redirect it) and the installed packages as JSON.
     BuildRootfs { size_mib: Option<u64> },
+    /// Start the owner's firecracker for VM `vm_id` under the jailer (see
+    /// `banger_engine::firecracker::jail`), in the helper's jail directory,
+    /// as the owner's uid. The VM's files come as descriptors sent with
+    /// the request, in the order of `files` (name in the jail, writable),
+    /// then the console; the answer's detail is firecracker's PID.
+    StartJail { vm_id: String, vcpu: u32, memory_mib: u64, files: Vec<(String, bool)> },
+    /// Remove VM `vm_id`'s jail (its mounts, files, cgroup).
+    ReleaseJail { vm_id: String },
 }
 
 /// What a carried-out request produced.
@@ -123,6 +131,10 @@ pub struct Policy {
     /// Where the helper keeps what it must remember (the saved
     /// `ip_forward` value).
     pub state_dir: PathBuf,
+    /// How the owner's firecracker is jailed (binaries found at install,
+    /// the helper's jail directory, the owner's uid and gid); `None`: this
+    /// install cannot jail.
+    pub jail: Option<banger_engine::firecracker::jail::JailSetup>,
 }
 
 impl Policy {
@@ -166,6 +178,19 @@ impl Policy {
                     banger_api::validate::disk_size_mib(*m).map_err(|e| anyhow::anyhow!("{}", e.message))?;
                 }
             }
+            Request::StartJail { vm_id, vcpu, memory_mib, files } => {
+                check_vm_id(vm_id)?;
+                if self.jail.is_none() {
+                    bail!("this installation has no jailer (install firecracker's jailer and run `banger system install` again)");
+                }
+                if !(1..=64).contains(vcpu) || !(64..=1 << 20).contains(memory_mib) {
+                    bail!("{vcpu} vCPUs and {memory_mib} MiB is not a VM size banger makes");
+                }
+                if files.len() > 16 {
+                    bail!("{} files is more than a VM has", files.len());
+                }
+            }
+            Request::ReleaseJail { vm_id } => check_vm_id(vm_id)?,
         }
         Ok(())
     }
@@ -242,6 +267,14 @@ fn under(path: &Path, dir: &Path) -> bool {
     !path.components().any(|c| matches!(c, std::path::Component::ParentDir)) && path.starts_with(dir)
 }
 
+/// banger's VM ids: 12 lowercase hex digits.
+fn check_vm_id(id: &str) -> anyhow::Result<()> {
+    if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        bail!("{id:?} is not a banger VM id (12 hex digits)");
+    }
+    Ok(())
+}
+
 fn check_tap(name: &str) -> anyhow::Result<()> {
     banger_net::check_ifname(name)?;
     if !banger_net::is_vm_tap(name) && !banger_net::is_pool_tap(name) {
@@ -287,6 +320,16 @@ impl PidFd {
 
 /// Carries out a checked request. Blocking.
 pub fn execute(policy: &Policy, req: &Request) -> anyhow::Result<Outcome> {
+    execute_with_files(policy, req, Vec::new())
+}
+
+/// Like [`execute`], with the descriptors that came with the request
+/// (`StartJail`'s files).
+pub fn execute_with_files(
+    policy: &Policy,
+    req: &Request,
+    fds: Vec<std::os::fd::OwnedFd>,
+) -> anyhow::Result<Outcome> {
     // A signal's target is pinned (pidfd) before it is checked, and the
     // signal goes through the pin: checking a PID and then killing the
     // number could hit a process that took the number in between.
@@ -332,6 +375,32 @@ pub fn execute(policy: &Policy, req: &Request) -> anyhow::Result<Outcome> {
             Ok(Outcome::default())
         }
         Request::BuildRootfs { size_mib } => build_rootfs(policy, *size_mib),
+        Request::StartJail { vm_id, vcpu, memory_mib, files } => {
+            use banger_engine::firecracker::jail;
+            let setup = policy.jail.as_ref().context("this installation has no jailer")?;
+            if fds.len() != files.len() + 1 {
+                bail!("{} descriptors came with {} files and a console", fds.len(), files.len());
+            }
+            let mut fds = fds.into_iter().map(std::fs::File::from);
+            let files = files
+                .iter()
+                .zip(fds.by_ref())
+                .map(|((name, writable), file)| jail::JailFile {
+                    name: name.clone(),
+                    file,
+                    writable: *writable,
+                })
+                .collect();
+            let console = fds.next().context("no console descriptor")?;
+            let spec =
+                jail::JailSpec { vm_id: vm_id.clone(), vcpu: *vcpu, memory_mib: *memory_mib, files, console };
+            let started = jail::start(setup, spec)?;
+            Ok(format!("{} {}", started.pid, started.root.display()).into())
+        }
+        Request::ReleaseJail { vm_id } => {
+            let setup = policy.jail.as_ref().context("this installation has no jailer")?;
+            done(banger_engine::firecracker::jail::release(&setup.base, vm_id).map_err(anyhow::Error::from))
+        }
     }
 }
 
@@ -544,6 +613,7 @@ mod tests {
             cidr: "172.30.213.0/24".parse().unwrap(),
             dirs: vec!["/home/u/.local/state/banger".into(), "/run/banger".into()],
             state_dir: "/var/lib/banger-root".into(),
+            jail: None,
         }
     }
 

@@ -9,10 +9,12 @@
 //! offers through vhost-device-vsock.
 
 pub mod api;
+pub mod jail;
 
 use crate::process::{spawn_detached, tail, wait_for_listener};
 use crate::{Accel, Engine, EngineError, EngineKind, Handles, VmSpec};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The oldest Firecracker banger drives (hybrid vsock overrides, the API
@@ -24,11 +26,19 @@ pub struct Firecracker {
     pub bin: PathBuf,
     /// How long a new process may take to create its API socket.
     pub startup_timeout: Duration,
+    /// Set: every VM's firecracker runs under the jailer (see [`jail`]).
+    pub jail: Option<Arc<dyn jail::JailRunner>>,
 }
 
 impl Firecracker {
     pub fn new(bin: PathBuf) -> Firecracker {
-        Firecracker { bin, startup_timeout: Duration::from_secs(5) }
+        Firecracker { bin, startup_timeout: Duration::from_secs(5), jail: None }
+    }
+
+    /// VMs launched by this engine run in jails made by `runner`.
+    pub fn jailed(mut self, runner: Arc<dyn jail::JailRunner>) -> Firecracker {
+        self.jail = Some(runner);
+        self
     }
 }
 
@@ -101,6 +111,9 @@ impl Firecracker {
     /// Spawns the process and waits for its API socket. Returns the handles
     /// of a process that is configured by nobody yet.
     pub async fn spawn(&self, spec: &VmSpec) -> Result<Handles, EngineError> {
+        if let Some(runner) = &self.jail {
+            return self.spawn_jailed(spec, runner.clone()).await;
+        }
         let api = Self::api_socket(spec);
         for s in [&api, &spec.vsock_uds()] {
             let _ = std::fs::remove_file(s);
@@ -141,6 +154,7 @@ impl Firecracker {
             tap: spec.interfaces.first().map(|n| n.tap.clone()),
             console_log: console.clone(),
             started_at_ms: crate::now_ms(),
+            jail: None,
         };
         if let Err(e) = wait_for_listener(&api, &vmm, self.startup_timeout).await {
             self.kill(&handles);
@@ -152,10 +166,115 @@ impl Firecracker {
         Ok(handles)
     }
 
+    /// Like [`Firecracker::spawn`], under the jailer: the VM's files are
+    /// handed over open (see [`jail`]), firecracker runs as the jail's uid
+    /// with its sockets inside the jail.
+    async fn spawn_jailed(
+        &self,
+        spec: &VmSpec,
+        runner: Arc<dyn jail::JailRunner>,
+    ) -> Result<Handles, EngineError> {
+        let open = |p: &Path, write: bool| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(write)
+                .open(p)
+                .map_err(|e| EngineError::Launch(format!("Cannot open {}: {e}", p.display())))
+        };
+        let append = |p: &Path| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| EngineError::Launch(format!("Cannot create {}: {e}", p.display())))
+        };
+        let file = |name: &str, f: std::fs::File, writable: bool| jail::JailFile {
+            name: name.into(),
+            file: f,
+            writable,
+        };
+        let mut files = vec![
+            file("vmlinux", open(&spec.boot.kernel, false)?, false),
+            file("firecracker.log", append(&spec.vm_dir.join("firecracker.log"))?, true),
+            file("metrics.json", append(&spec.vm_dir.join("metrics.json"))?, true),
+        ];
+        if let Some(initrd) = &spec.boot.initrd {
+            files.push(file("initrd", open(initrd, false)?, false));
+        }
+        for d in &spec.drives {
+            files.push(file(&format!("drive-{}", d.id), open(&d.path, !d.read_only)?, !d.read_only));
+        }
+        let console = spec.console_log();
+        let js = jail::JailSpec {
+            vm_id: spec.id.clone(),
+            vcpu: spec.machine.vcpu,
+            memory_mib: spec.machine.memory_mib,
+            files,
+            console: append(&console)?,
+        };
+        let r2 = runner.clone();
+        let started = tokio::task::spawn_blocking(move || r2.start(js))
+            .await
+            .map_err(|e| EngineError::Launch(format!("jail task: {e}")))?;
+        // The jailer's own complaint is on the console: show it.
+        let jail::Started { pid, root } = started.map_err(|e| match tail(&console, 2) {
+            t if t.is_empty() => e,
+            t => EngineError::Launch(format!("{e}:\n{t}")),
+        })?;
+        let handles = Handles {
+            engine: EngineKind::Firecracker,
+            accel: Accel::Kvm,
+            vmm: crate::ProcessRef {
+                pid,
+                start_time: crate::process::start_time(pid).unwrap_or(0),
+                name: "firecracker".into(),
+            },
+            helpers: vec![],
+            control_socket: root.join(jail::API_SOCKET.trim_start_matches('/')),
+            vsock_uds: root.join(jail::VSOCK_SOCKET.trim_start_matches('/')),
+            run_dir: spec.run_dir.clone(),
+            tap: spec.interfaces.first().map(|n| n.tap.clone()),
+            console_log: console.clone(),
+            started_at_ms: crate::now_ms(),
+            jail: Some(spec.id.clone()),
+        };
+        if let Err(e) = wait_for_listener(&handles.control_socket, &handles.vmm, self.startup_timeout).await {
+            self.kill(&handles);
+            let _ = self.release(&handles);
+            return Err(EngineError::Launch(format!(
+                "firecracker failed to start in its jail ({e}): {}",
+                tail(&console, 4)
+            )));
+        }
+        Ok(handles)
+    }
+
+    /// `spec` as a jailed firecracker sees it: its files at the jail's
+    /// root, its sockets under `/run`.
+    fn inside_jail(spec: &VmSpec) -> VmSpec {
+        let mut s = spec.clone();
+        s.boot.kernel = "/vmlinux".into();
+        if s.boot.initrd.is_some() {
+            s.boot.initrd = Some("/initrd".into());
+        }
+        for d in &mut s.drives {
+            d.path = format!("/drive-{}", d.id).into();
+        }
+        s.run_dir = "/run".into();
+        s
+    }
+
     /// Configures a spawned process for `spec` (everything before
     /// `InstanceStart`): machine config, boot source, drives, network
     /// interfaces, vsock.
     pub async fn configure(&self, spec: &VmSpec, client: &api::Client) -> Result<(), api::ApiError> {
+        let jailed;
+        let spec = if self.jail.is_some() {
+            jailed = Self::inside_jail(spec);
+            &jailed
+        } else {
+            spec
+        };
         client
             .put_machine_config(&api::MachineConfiguration {
                 vcpu_count: spec.machine.vcpu,
@@ -226,9 +345,27 @@ impl Engine for Firecracker {
         if let Err(e) = started {
             let log = EngineKind::Firecracker.log_excerpt(&spec.vm_dir);
             self.kill(&handles);
+            if handles.jail.is_some() {
+                // Its jail goes once it is gone.
+                let deadline = std::time::Instant::now() + Duration::from_secs(3);
+                while crate::process::alive(&handles.vmm) && std::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                let _ = self.release(&handles);
+            }
             return Err(EngineError::Api(if log.is_empty() { e.to_string() } else { format!("{e}\n{log}") }));
         }
         Ok(handles)
+    }
+
+    fn release(&self, h: &Handles) -> Result<(), EngineError> {
+        let Some(vm_id) = &h.jail else { return Ok(()) };
+        match &self.jail {
+            Some(r) => r.release(vm_id),
+            None => Err(EngineError::Launch(format!(
+                "VM {vm_id} ran under the jailer, which is no longer configured; its jail stays until it is"
+            ))),
+        }
     }
 
     async fn request_stop(&self, h: &Handles) -> Result<(), EngineError> {
@@ -282,6 +419,11 @@ impl Firecracker {
     /// spec's tap and vsock socket (so the original VM's may still be in
     /// use), and resumes it.
     pub async fn restore(&self, spec: &VmSpec, snap: &Snapshot) -> Result<Handles, EngineError> {
+        if self.jail.is_some() {
+            return Err(EngineError::Unsupported(
+                "snapshots are not taken or restored under the jailer yet".into(),
+            ));
+        }
         self.check_version()?;
         let handles = self.spawn(spec).await?;
         let client = api::Client::new(&handles.control_socket);

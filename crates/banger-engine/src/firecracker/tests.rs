@@ -239,7 +239,7 @@ async fn a_process_that_exits_early_is_reported() {
 async fn a_socket_that_never_appears_times_out_and_leaves_nothing() {
     let d = tempfile::tempdir().unwrap();
     let bin = fake_binary(d.path(), "exec sleep 30");
-    let fc = Firecracker { bin, startup_timeout: Duration::from_millis(300) };
+    let fc = Firecracker { bin, startup_timeout: Duration::from_millis(300), jail: None };
     let t = std::time::Instant::now();
     let err = fc.launch(&spec(d.path())).await.unwrap_err().to_string();
     assert!(err.contains("did not create"), "{err}");

@@ -163,6 +163,7 @@ impl Engine for Qemu {
             tap: spec.interfaces.first().map(|n| n.tap.clone()),
             console_log: spec.console_log(),
             started_at_ms: crate::now_ms(),
+            jail: None,
         };
         // QEMU creates the QMP socket once its devices are set up; before
         // that, a bad argument or a missing tap makes it exit.

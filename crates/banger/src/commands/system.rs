@@ -249,6 +249,16 @@ WantedBy=multi-user.target
     )
 }
 
+/// Whether `path` and every directory above it belong to root and only
+/// root may write them: a binary root runs must not be anyone else's.
+fn root_owned(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(path) = path.canonicalize() else { return false };
+    path.ancestors().all(|p| {
+        std::fs::metadata(p).is_ok_and(|m| m.uid() == 0 && (m.mode() & 0o022 == 0 || m.mode() & 0o1000 != 0))
+    })
+}
+
 fn write_file(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("Cannot create {}", dir.display()))?;
@@ -338,6 +348,15 @@ async fn install(a: InstallArgs) -> anyhow::Result<i32> {
     let agent = bangerd::service::images::locate_agent(None).context(
         "Cannot find the static guest agent (banger-agent); build it with `scripts/build-agent` or `scripts/install`",
     )?;
+    // The helper runs the jailer as root: only a root-owned one, found on
+    // root's PATH, is recorded (never a path from the owner's config).
+    let firecracker = bangerd::service::host::find_binary(None, "firecracker", &[]).filter(|p| root_owned(p));
+    let jailer = firecracker
+        .as_ref()
+        .and_then(|fc| {
+            bangerd::service::host::find_binary(None, "jailer", &[fc.parent().unwrap_or(fc).to_path_buf()])
+        })
+        .filter(|p| root_owned(p));
     let file = InstallFile {
         owner: a.owner.clone(),
         uid,
@@ -352,6 +371,9 @@ async fn install(a: InstallArgs) -> anyhow::Result<i32> {
             bridge: config.bridge.clone(),
             cidr: config.cidr,
             dirs: vec![paths.state_dir.clone(), paths.runtime_dir.clone()],
+            jailer: jailer.clone(),
+            firecracker: jailer.as_ref().and(firecracker),
+            jail_base: jailer.as_ref().map(|_| layout.helper_runtime().join("jail")),
         },
     };
 
@@ -643,6 +665,9 @@ mod tests {
                 bridge: "banger0".into(),
                 cidr: "172.30.213.0/24".parse().unwrap(),
                 dirs: vec![],
+                jailer: None,
+                firecracker: None,
+                jail_base: None,
             },
         }
     }

@@ -139,6 +139,21 @@ pub fn register_fixtures(banger_ok: impl Fn(&[&str])) {
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
+/// `ip netns exec` mounts a fresh /sys for the namespace, which hides the
+/// cgroup hierarchies the jailer puts firecracker in. This mounts them
+/// back in that command's mount namespace (as the host has them: the
+/// unified hierarchy, or the cpu and memory controllers of v1), then runs
+/// the command. A user's daemon runs in the host's own namespaces.
+const CGROUPS_BACK: &str = r#"
+if grep -q ' /sys/fs/cgroup cgroup2 ' /proc/1/mounts; then
+  mount -t cgroup2 none /sys/fs/cgroup 2>/dev/null
+elif mount -t tmpfs none /sys/fs/cgroup 2>/dev/null; then
+  for c in cpu memory; do
+    mkdir -p /sys/fs/cgroup/$c && mount -t cgroup -o $c none /sys/fs/cgroup/$c 2>/dev/null
+  done
+fi
+exec "$@""#;
+
 /// A private banger in its own network namespace, with the fixture kernel
 /// and image registered under the default names.
 pub struct E2e {
@@ -185,7 +200,7 @@ impl E2e {
 
     pub fn cmd(&self) -> Command {
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.netns])
+        c.args(["netns", "exec", &self.netns, "sh", "-c", CGROUPS_BACK, "sh"])
             .arg(banger_exe())
             .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
             .env("XDG_STATE_HOME", self.dir.path().join("state"))

@@ -247,7 +247,11 @@ impl Daemon {
                         ApiError::unavailable("firecracker not found")
                             .with_hint("install firecracker and put it on PATH, or set firecracker_bin")
                     })?;
-                Ok(AnyEngine::Firecracker(banger_engine::firecracker::Firecracker::new(bin)))
+                let fc = banger_engine::firecracker::Firecracker::new(bin.clone());
+                Ok(AnyEngine::Firecracker(match self.jail_runner(&bin)? {
+                    Some(runner) => fc.jailed(runner),
+                    None => fc,
+                }))
             }
         }
     }
@@ -748,6 +752,15 @@ impl Daemon {
                 }
             }
         }
+        // A jail goes once its firecracker has.
+        if let Some(h) = handles.filter(|h| h.jail.is_some()) {
+            let released = self.engine(h.engine).and_then(|e| {
+                e.release(h).map_err(|e| ApiError::internal(format!("Cannot remove the VM's jail: {e}")))
+            });
+            if let Err(e) = released {
+                errors.push(e.message);
+            }
+        }
         let mut taps = vec![banger_net::tap_name(&vm.id)];
         if let Some(t) = handles.and_then(|h| h.tap.clone()) {
             if !taps.contains(&t) {
@@ -908,6 +921,11 @@ impl Daemon {
             }
         }
         self.sweep_orphan_engines();
+        let jailed: Vec<String> = {
+            let rts = self.runtimes.lock().unwrap_or_else(|e| e.into_inner());
+            rts.values().filter_map(|rt| rt.handles.jail.clone()).collect()
+        };
+        self.sweep_orphan_jails(&jailed);
         self.sweep_leftover_files(&vms);
         // Pool taps no live VM holds form the pool again.
         let in_use: Vec<String> = {

@@ -22,6 +22,7 @@ pub mod forwards;
 pub mod guest;
 pub mod host;
 pub mod images;
+pub mod jails;
 pub mod kernels;
 pub mod lifecycle;
 pub mod logs;
@@ -111,6 +112,8 @@ impl Daemon {
             cidr: config.cidr,
             dirs: vec![paths.state_dir.clone(), paths.runtime_dir.clone()],
             state_dir: paths.state_dir.clone(),
+            // A root daemon makes its jails itself (`service::jails`).
+            jail: None,
         };
         let helper_socket = std::env::var_os("BANGER_HELPER_SOCKET")
             .filter(|v| !v.is_empty())

@@ -1,0 +1,147 @@
+//! Firecracker's jailer, from the daemon's side: whether VMs run jailed,
+//! who makes the jails, and what a crash left of them.
+//!
+//! `jailer_enabled` turns it on (default: on for a system install's
+//! daemon). The jails themselves are `banger_engine::firecracker::jail`'s
+//! work, which needs root: a daemon running as root makes them in-process
+//! under `<runtime dir>/jail`, running firecracker as root inside them (the
+//! VM's files are root's); a system install's daemon asks the root helper,
+//! which makes them under its own directory and runs firecracker as the
+//! owner's uid.
+
+use super::Daemon;
+use crate::error::Result;
+use crate::privileged::{PrivOps, Request};
+use banger_api::ApiError;
+use banger_engine::firecracker::jail::{self, JailRunner, JailSetup, JailSpec, Started};
+use banger_engine::EngineError;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Jails made in-process by a root daemon.
+#[derive(Debug)]
+pub struct LocalJails(pub JailSetup);
+
+impl JailRunner for LocalJails {
+    fn start(&self, spec: JailSpec) -> std::result::Result<Started, EngineError> {
+        jail::start(&self.0, spec)
+    }
+    fn release(&self, vm_id: &str) -> std::result::Result<(), EngineError> {
+        jail::release(&self.0.base, vm_id)
+    }
+}
+
+/// Jails made by the root helper (a system install's daemon).
+#[derive(Debug)]
+pub struct HelperJails {
+    pub socket: PathBuf,
+}
+
+impl JailRunner for HelperJails {
+    fn start(&self, spec: JailSpec) -> std::result::Result<Started, EngineError> {
+        let req = Request::StartJail {
+            vm_id: spec.vm_id.clone(),
+            vcpu: spec.vcpu,
+            memory_mib: spec.memory_mib,
+            files: spec.files.iter().map(|f| (f.name.clone(), f.writable)).collect(),
+        };
+        let mut fds: Vec<&std::fs::File> = spec.files.iter().map(|f| &f.file).collect();
+        fds.push(&spec.console);
+        let out = crate::helper::call_with_files(&self.socket, &req, &fds)
+            .map_err(|e| EngineError::Launch(format!("{e:#}")))?;
+        // "<pid> <jail root>"
+        let (pid, root) = out.detail.trim().split_once(' ').unwrap_or(("", ""));
+        match pid.parse() {
+            Ok(pid) if root.starts_with('/') => Ok(Started { pid, root: root.into() }),
+            _ => Err(EngineError::Launch(format!(
+                "the root helper answered {:?}, not a PID and a jail",
+                out.detail
+            ))),
+        }
+    }
+    fn release(&self, vm_id: &str) -> std::result::Result<(), EngineError> {
+        crate::helper::call(&self.socket, &Request::ReleaseJail { vm_id: vm_id.to_string() })
+            .map(|_| ())
+            .map_err(|e| EngineError::Launch(format!("{e:#}")))
+    }
+}
+
+impl Daemon {
+    /// Whether VMs run under the jailer: `jailer_enabled`, by default on
+    /// for a system install whose helper can jail (its install file names
+    /// a jailer).
+    pub fn jailer_enabled(&self) -> bool {
+        self.config.jailer_enabled.unwrap_or_else(|| {
+            self.paths.is_service()
+                && crate::helper::InstallFile::load(Path::new(crate::helper::INSTALL_FILE))
+                    .is_ok_and(|f| f.policy().jail.is_some())
+        })
+    }
+
+    /// Who makes jails, when VMs run jailed (`None` when they do not).
+    pub(crate) fn jail_runner(&self, firecracker: &Path) -> Result<Option<Arc<dyn JailRunner>>> {
+        if !self.jailer_enabled() {
+            return Ok(None);
+        }
+        let extra: Vec<PathBuf> = firecracker.parent().map(|d| vec![d.to_path_buf()]).unwrap_or_default();
+        match &self.privops {
+            PrivOps::InProcess(_) => {
+                let jailer = super::host::find_binary(self.config.jailer_bin.as_deref(), "jailer", &extra)
+                    .ok_or_else(|| {
+                        ApiError::unavailable("jailer_enabled is set but the jailer is not installed")
+                            .with_hint("install jailer from Firecracker's release beside firecracker, set jailer_bin, or set jailer_enabled = false")
+                    })?;
+                Ok(Some(Arc::new(LocalJails(JailSetup {
+                    jailer,
+                    firecracker: firecracker.to_path_buf(),
+                    base: self.paths.runtime_dir.join("jail"),
+                    uid: nix::unistd::geteuid().as_raw(),
+                    gid: nix::unistd::getegid().as_raw(),
+                }))))
+            }
+            PrivOps::Helper(socket) => Ok(Some(Arc::new(HelperJails { socket: socket.clone() }))),
+        }
+    }
+
+    /// Jails no running VM accounts for (a daemon killed between starting a
+    /// jailed firecracker and recording it): the firecracker still in one
+    /// is killed (it is known by the cgroup the jailer put it in, which
+    /// only root can do), then the jail is released. Root daemons only;
+    /// the helper's jails go with their VMs.
+    pub(crate) fn sweep_orphan_jails(&self, live: &[String]) {
+        let PrivOps::InProcess(_) = &self.privops else { return };
+        let base = self.paths.runtime_dir.join("jail");
+        let Ok(entries) = std::fs::read_dir(base.join("firecracker")) else { return };
+        for e in entries.flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            if live.contains(&id) {
+                continue;
+            }
+            if let Some(pid) = jailed_pid(&base, &id) {
+                tracing::warn!(vm = %id, pid, "killing a jailed firecracker no VM accounts for");
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+                while Path::new(&format!("/proc/{pid}")).exists() && std::time::Instant::now() < deadline {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            }
+            match jail::release(&base, &id) {
+                Ok(()) => tracing::info!(vm = %id, "removed a leftover jail"),
+                Err(e) => tracing::warn!(vm = %id, "cannot remove a leftover jail: {e}"),
+            }
+        }
+    }
+}
+
+/// The PID in a jail's pid file, if that process is still in the jail's
+/// cgroup.
+fn jailed_pid(base: &Path, id: &str) -> Option<i32> {
+    let text = std::fs::read_to_string(jail::root(base, id).join("firecracker.pid")).ok()?;
+    let pid: i32 = text.trim().parse().ok().filter(|p| *p > 1)?;
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let want = format!("/firecracker/{id}");
+    cgroup.lines().any(|l| l.ends_with(&want)).then_some(pid)
+}
