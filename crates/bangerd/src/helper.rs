@@ -345,6 +345,7 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use crate::privileged::EngineSignal;
+    use crate::privileged::JailFileRef;
 
     #[test]
     fn only_root_and_the_owner_are_authorized() {
@@ -489,12 +490,13 @@ mod tests {
         assert_eq!(mode, 0o600);
     }
 
-    /// `StartJail` through the socket: the VM's files travel as
-    /// descriptors with the request and end up bound into the jail the
-    /// helper makes under its own directory; a request whose descriptors do
-    /// not match its files is refused; `ReleaseJail` removes the jail.
+    /// `StartJail` through the socket: the VM's files, named relative to the
+    /// owner's state dir, are opened beneath it (a link or a path out of it
+    /// is refused) and bound into the jail the helper makes under its own
+    /// directory; the console comes as a descriptor; `ReleaseJail` removes
+    /// the jail.
     #[test]
-    fn starts_jails_with_the_files_sent_along() {
+    fn starts_jails_with_files_opened_beneath_the_owners_state() {
         if !nix::unistd::geteuid().is_root() {
             eprintln!("SKIPPED starts_jails_with_the_files_sent_along: needs root (mounts)");
             return;
@@ -504,6 +506,7 @@ mod tests {
         let sock = dir.path().join("h.sock");
         let base = dir.path().join("jail");
         let root = banger_engine::firecracker::jail::root(&base, "0123456789ab");
+        let state = dir.path().join("owner-state");
         // A stand-in jailer: writes the PID file the real one leaves.
         let jailer = dir.path().join("jailer");
         std::fs::write(&jailer, format!("#!/bin/sh\necho 77 > {}/firecracker.pid\n", root.display()))
@@ -513,7 +516,7 @@ mod tests {
             owner_uid: 0,
             bridge: "banger0".into(),
             cidr: "172.30.213.0/24".parse().unwrap(),
-            dirs: vec![],
+            dirs: vec![state.clone()],
             state_dir: dir.path().to_path_buf(),
             jail: Some(JailSetup {
                 jailer,
@@ -534,18 +537,23 @@ mod tests {
         std::fs::write(dir.path().join("firecracker"), elf).unwrap();
         let listener = bind(&sock, 0, 0).unwrap();
         std::thread::spawn(move || serve(listener, p));
-        std::fs::write(dir.path().join("kernel"), b"kernel").unwrap();
-        let kernel = std::fs::File::open(dir.path().join("kernel")).unwrap();
+        std::fs::create_dir_all(state.join("kernels/k")).unwrap();
+        std::fs::write(state.join("kernels/k/vmlinux"), b"kernel").unwrap();
+        std::os::unix::fs::symlink("/etc/shadow", state.join("kernels/k/link")).unwrap();
         let console = std::fs::File::create(dir.path().join("console")).unwrap();
-        let req = Request::StartJail {
+        let req = |path: &str| Request::StartJail {
             vm_id: "0123456789ab".into(),
             vcpu: 1,
             memory_mib: 512,
-            files: vec![("vmlinux".into(), false)],
+            files: vec![JailFileRef { name: "vmlinux".into(), path: path.into(), writable: false }],
         };
-        let e = call_with_files(&sock, &req, &[&kernel]).unwrap_err();
-        assert!(format!("{e:#}").contains("descriptors came with"), "{e:#}");
-        let out = call_with_files(&sock, &req, &[&kernel, &console]).unwrap();
+        let e = call(&sock, &req("kernels/k/vmlinux")).unwrap_err();
+        assert!(format!("{e:#}").contains("it takes one, the console"), "{e:#}");
+        for bad in ["kernels/k/link", "../../etc/shadow", "/etc/shadow"] {
+            let e = call_with_files(&sock, &req(bad), &[&console]).unwrap_err();
+            assert!(format!("{e:#}").contains("no links followed"), "{bad}: {e:#}");
+        }
+        let out = call_with_files(&sock, &req("kernels/k/vmlinux"), &[&console]).unwrap();
         assert_eq!(out.detail, format!("77 {}", root.display()));
         assert_eq!(std::fs::read(root.join("vmlinux")).unwrap(), b"kernel");
         call(&sock, &Request::ReleaseJail { vm_id: "0123456789ab".into() }).unwrap();

@@ -75,12 +75,26 @@ pub enum Request {
     BuildRootfs { size_mib: Option<u64> },
     /// Start the owner's firecracker for VM `vm_id` under the jailer (see
     /// `banger_engine::firecracker::jail`), in the helper's jail directory,
-    /// as the owner's uid. The VM's files come as descriptors sent with
-    /// the request, in the order of `files` (name in the jail, writable),
-    /// then the console; the answer's detail is firecracker's PID.
-    StartJail { vm_id: String, vcpu: u32, memory_mib: u64, files: Vec<(String, bool)> },
+    /// as the owner's uid. The VM's files are named relative to the
+    /// owner's state dir and opened beneath it (no link followed; each must
+    /// be a regular file of the owner's): the daemon may sit in another
+    /// mount namespace, from which a descriptor cannot be bound. The
+    /// console comes as the one descriptor sent with the request. The
+    /// answer's detail is "<firecracker's PID> <the jail's root>".
+    StartJail { vm_id: String, vcpu: u32, memory_mib: u64, files: Vec<JailFileRef> },
     /// Remove VM `vm_id`'s jail (its mounts, files, cgroup).
     ReleaseJail { vm_id: String },
+}
+
+/// One of a VM's files for [`Request::StartJail`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JailFileRef {
+    /// Its name in the jail.
+    pub name: String,
+    /// Relative to the owner's state dir.
+    pub path: PathBuf,
+    pub writable: bool,
 }
 
 /// What a carried-out request produced.
@@ -378,20 +392,39 @@ pub fn execute_with_files(
         Request::StartJail { vm_id, vcpu, memory_mib, files } => {
             use banger_engine::firecracker::jail;
             let setup = policy.jail.as_ref().context("this installation has no jailer")?;
-            if fds.len() != files.len() + 1 {
-                bail!("{} descriptors came with {} files and a console", fds.len(), files.len());
+            if fds.len() != 1 {
+                bail!("{} descriptors came with the request; it takes one, the console", fds.len());
             }
-            let mut fds = fds.into_iter().map(std::fs::File::from);
-            let files = files
-                .iter()
-                .zip(fds.by_ref())
-                .map(|((name, writable), file)| jail::JailFile {
-                    name: name.clone(),
-                    file,
-                    writable: *writable,
-                })
-                .collect();
-            let console = fds.next().context("no console descriptor")?;
+            let console = fds.into_iter().next().map(std::fs::File::from).context("no console descriptor")?;
+            // The install writes the owner's state dir first.
+            let state = policy.dirs.first().context("the install names no state dir")?;
+            let state_fd = nix::fcntl::open(
+                state,
+                nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .with_context(|| format!("Cannot open the owner's state dir {}", state.display()))?;
+            let mut opened = Vec::new();
+            for f in files {
+                let flags = if f.writable { nix::fcntl::OFlag::O_RDWR } else { nix::fcntl::OFlag::O_RDONLY };
+                let fd = banger_agent_proto::beneath::open_beneath(&state_fd, &f.path, flags).with_context(
+                    || {
+                        format!(
+                            "Cannot open {} beneath {} (no links followed)",
+                            f.path.display(),
+                            state.display()
+                        )
+                    },
+                )?;
+                // Whose it is, jail::start checks (the owner's uid).
+                opened.push(jail::JailFile {
+                    name: f.name.clone(),
+                    file: std::fs::File::from(fd),
+                    path: state.join(&f.path),
+                    writable: f.writable,
+                });
+            }
+            let files = opened;
             let spec =
                 jail::JailSpec { vm_id: vm_id.clone(), vcpu: *vcpu, memory_mib: *memory_mib, files, console };
             let started = jail::start(setup, spec)?;

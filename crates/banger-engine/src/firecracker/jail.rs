@@ -41,6 +41,10 @@ pub struct JailFile {
     /// Its name in the jail's root (`vmlinux`, `drive-rootfs`, …).
     pub name: String,
     pub file: File,
+    /// Where it is, as the side that opened it sees it (a root helper in
+    /// another mount namespace cannot bind a descriptor from this one, and
+    /// opens the file again, beneath the owner's state dir).
+    pub path: PathBuf,
     /// Whether firecracker may write it (the bind mount is read-only
     /// otherwise).
     pub writable: bool,
@@ -454,8 +458,12 @@ mod tests {
             uid: 1000,
             gid: 1000,
         };
-        let log =
-            JailFile { name: "firecracker.log".into(), file: tempfile::tempfile().unwrap(), writable: true };
+        let log = JailFile {
+            name: "firecracker.log".into(),
+            file: tempfile::tempfile().unwrap(),
+            path: "/l".into(),
+            writable: true,
+        };
         let a = jailer_args(&setup, &spec(vec![log]), 2).join(" ");
         for want in [
             "--id 0123456789ab --exec-file /usr/bin/firecracker --uid 1000 --gid 1000",
@@ -485,14 +493,23 @@ mod tests {
         let me = nix::unistd::getuid().as_raw();
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("f"), b"x").unwrap();
-        let ro =
-            |writable| JailFile { name: "f".into(), file: File::open(d.path().join("f")).unwrap(), writable };
+        let ro = |writable| JailFile {
+            name: "f".into(),
+            file: File::open(d.path().join("f")).unwrap(),
+            path: d.path().join("f"),
+            writable,
+        };
         assert!(check_file(&ro(false), me).is_ok());
         let e = check_file(&ro(true), me).unwrap_err().to_string();
         assert!(e.contains("opened read-only"), "{e}");
         let e = check_file(&ro(false), me + 1).unwrap_err().to_string();
         assert!(e.contains("belongs to uid"), "{e}");
-        let dir = JailFile { name: "d".into(), file: File::open(d.path()).unwrap(), writable: false };
+        let dir = JailFile {
+            name: "d".into(),
+            file: File::open(d.path()).unwrap(),
+            path: d.path().into(),
+            writable: false,
+        };
         assert!(check_file(&dir, me).unwrap_err().to_string().contains("not a regular file"));
     }
 
@@ -536,8 +553,18 @@ mod tests {
         std::fs::write(src.join("kernel"), b"kernel").unwrap();
         let open_rw = |p: &Path| std::fs::OpenOptions::new().read(true).write(true).open(p).unwrap();
         let files = vec![
-            JailFile { name: "drive-rootfs".into(), file: open_rw(&src.join("disk")), writable: true },
-            JailFile { name: "vmlinux".into(), file: open_rw(&src.join("kernel")), writable: false },
+            JailFile {
+                name: "drive-rootfs".into(),
+                file: open_rw(&src.join("disk")),
+                path: src.join("disk"),
+                writable: true,
+            },
+            JailFile {
+                name: "vmlinux".into(),
+                file: open_rw(&src.join("kernel")),
+                path: src.join("kernel"),
+                writable: false,
+            },
         ];
         // A jailer that only shows what it was given: the PID file as the
         // real one leaves it, and its arguments on the console.

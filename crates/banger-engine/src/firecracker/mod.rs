@@ -188,21 +188,21 @@ impl Firecracker {
                 .open(p)
                 .map_err(|e| EngineError::Launch(format!("Cannot create {}: {e}", p.display())))
         };
-        let file = |name: &str, f: std::fs::File, writable: bool| jail::JailFile {
-            name: name.into(),
-            file: f,
-            writable,
-        };
+        let file =
+            |name: &str, path: &Path, writable: bool, log: bool| -> Result<jail::JailFile, EngineError> {
+                let file = if log { append(path)? } else { open(path, writable)? };
+                Ok(jail::JailFile { name: name.into(), file, path: path.to_path_buf(), writable })
+            };
         let mut files = vec![
-            file("vmlinux", open(&spec.boot.kernel, false)?, false),
-            file("firecracker.log", append(&spec.vm_dir.join("firecracker.log"))?, true),
-            file("metrics.json", append(&spec.vm_dir.join("metrics.json"))?, true),
+            file("vmlinux", &spec.boot.kernel, false, false)?,
+            file("firecracker.log", &spec.vm_dir.join("firecracker.log"), true, true)?,
+            file("metrics.json", &spec.vm_dir.join("metrics.json"), true, true)?,
         ];
         if let Some(initrd) = &spec.boot.initrd {
-            files.push(file("initrd", open(initrd, false)?, false));
+            files.push(file("initrd", initrd, false, false)?);
         }
         for d in &spec.drives {
-            files.push(file(&format!("drive-{}", d.id), open(&d.path, !d.read_only)?, !d.read_only));
+            files.push(file(&format!("drive-{}", d.id), &d.path, !d.read_only, false)?);
         }
         let console = spec.console_log();
         let js = jail::JailSpec {

@@ -182,6 +182,11 @@ fn a_jailed_firecracker_is_confined_and_leaves_nothing() {
     };
     assert_eq!(std::fs::read_to_string(&mem).unwrap().trim(), (640u64 << 20).to_string());
     assert!(std::fs::read_to_string(&cpu).unwrap().starts_with("100000"), "{}", cpu.display());
+    eprintln!("jailed firecracker {pid}: root {seen:?}; {nspid}; cgroup {want}; {}", mem.display());
+
+    let doctor = e.run(&["doctor", "--json"]).json();
+    let jailer = doctor.as_array().unwrap().iter().find(|c| c["name"] == "jailer").cloned();
+    assert_eq!(jailer.as_ref().map(|c| c["level"].clone()), Some("pass".into()), "{doctor}");
 
     if real {
         let r = start.join().unwrap();

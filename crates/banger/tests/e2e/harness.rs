@@ -144,7 +144,7 @@ static SEQ: AtomicU32 = AtomicU32::new(0);
 /// back in that command's mount namespace (as the host has them: the
 /// unified hierarchy, or the cpu and memory controllers of v1), then runs
 /// the command. A user's daemon runs in the host's own namespaces.
-const CGROUPS_BACK: &str = r#"
+pub const CGROUPS_BACK: &str = r#"
 if grep -q ' /sys/fs/cgroup cgroup2 ' /proc/1/mounts; then
   mount -t cgroup2 none /sys/fs/cgroup 2>/dev/null
 elif mount -t tmpfs none /sys/fs/cgroup 2>/dev/null; then

@@ -199,6 +199,9 @@ fn payload(dir: &Path, tests: &[String]) -> PathBuf {
     copy(&bangerd_exe(), &stage.join("bin/bangerd"));
     copy(&static_agent().unwrap(), &stage.join("bin/banger-agent"));
     copy(&which("firecracker").unwrap(), &stage.join("bin/firecracker"));
+    if let Some(jailer) = which("jailer") {
+        copy(&jailer, &stage.join("bin/jailer"));
+    }
     copy(&std::env::current_exe().unwrap(), &stage.join("bin/e2e"));
     copy(&fixtures_dir().join("vmlinux"), &stage.join("fixtures/vmlinux"));
     copy(&fixtures_dir().join("rootfs.ext4"), &stage.join("fixtures/rootfs.ext4"));

@@ -110,6 +110,9 @@ impl Daemon {
             None if self.config.engine == EngineChoice::Qemu => check("firecracker", Level::Warn, "not found (engine = \"qemu\" is configured)", None),
             None => check("firecracker", Level::Warn, "not found; QEMU is used instead", Some("install firecracker where KVM runs ordinary guests")),
         });
+        if let Some(c) = self.jailer_check(fc.as_deref()) {
+            out.push(c);
+        }
         let qemu = host::find_binary(self.config.qemu_bin.as_deref(), "qemu-system-x86_64", &[]);
         let vhost = host::find_binary(
             self.config.vhost_vsock_bin.as_deref(),

@@ -11,7 +11,7 @@
 
 use super::Daemon;
 use crate::error::Result;
-use crate::privileged::{PrivOps, Request};
+use crate::privileged::{JailFileRef, PrivOps, Request};
 use banger_api::ApiError;
 use banger_engine::firecracker::jail::{self, JailRunner, JailSetup, JailSpec, Started};
 use banger_engine::EngineError;
@@ -35,19 +35,31 @@ impl JailRunner for LocalJails {
 #[derive(Debug)]
 pub struct HelperJails {
     pub socket: PathBuf,
+    /// The owner's state dir, which the helper opens the VM's files
+    /// beneath.
+    pub state_dir: PathBuf,
 }
 
 impl JailRunner for HelperJails {
     fn start(&self, spec: JailSpec) -> std::result::Result<Started, EngineError> {
+        let mut files = Vec::new();
+        for f in &spec.files {
+            let rel = f.path.strip_prefix(&self.state_dir).map_err(|_| {
+                EngineError::Launch(format!(
+                    "{} is not under banger's state dir {}; the jailer only takes files from there",
+                    f.path.display(),
+                    self.state_dir.display()
+                ))
+            })?;
+            files.push(JailFileRef { name: f.name.clone(), path: rel.to_path_buf(), writable: f.writable });
+        }
         let req = Request::StartJail {
             vm_id: spec.vm_id.clone(),
             vcpu: spec.vcpu,
             memory_mib: spec.memory_mib,
-            files: spec.files.iter().map(|f| (f.name.clone(), f.writable)).collect(),
+            files,
         };
-        let mut fds: Vec<&std::fs::File> = spec.files.iter().map(|f| &f.file).collect();
-        fds.push(&spec.console);
-        let out = crate::helper::call_with_files(&self.socket, &req, &fds)
+        let out = crate::helper::call_with_files(&self.socket, &req, &[&spec.console])
             .map_err(|e| EngineError::Launch(format!("{e:#}")))?;
         // "<pid> <jail root>"
         let (pid, root) = out.detail.trim().split_once(' ').unwrap_or(("", ""));
@@ -67,6 +79,48 @@ impl JailRunner for HelperJails {
 }
 
 impl Daemon {
+    /// `doctor`'s word on the jailer, when VMs are to run under it.
+    pub(crate) fn jailer_check(&self, firecracker: Option<&Path>) -> Option<super::doctor::Check> {
+        use super::doctor::{Check, Level};
+        if !self.jailer_enabled() {
+            return None;
+        }
+        let fail = |detail: String, hint: &str| Check {
+            name: "jailer".into(),
+            level: Level::Fail,
+            detail,
+            hint: Some(hint.to_string()),
+        };
+        let Some(fc) = firecracker else {
+            return Some(fail(
+                "jailer_enabled is set but firecracker is not installed".into(),
+                "install firecracker and its jailer from the release archive",
+            ));
+        };
+        let runner = match self.jail_runner(fc) {
+            Ok(r) => r,
+            Err(e) => return Some(fail(e.message, e.hint.as_deref().unwrap_or(""))),
+        };
+        if let PrivOps::InProcess(_) = &self.privops {
+            if jail::is_dynamic(fc).unwrap_or(true) {
+                return Some(fail(
+                    format!("{} is dynamically linked; the jail holds no libraries", fc.display()),
+                    "install the static firecracker from its release archive, or set jailer_enabled = false",
+                ));
+            }
+        }
+        let detail = match &self.privops {
+            PrivOps::InProcess(_) => format!(
+                "VMs run jailed, under {}, as root (this daemon's uid); jails in {}",
+                self.config.jailer_bin.as_deref().unwrap_or(Path::new("jailer")).display(),
+                self.paths.runtime_dir.join("jail").display()
+            ),
+            PrivOps::Helper(_) => "VMs run jailed by the root helper, as your uid".into(),
+        };
+        drop(runner);
+        Some(Check { name: "jailer".into(), level: Level::Pass, detail, hint: None })
+    }
+
     /// Whether VMs run under the jailer: `jailer_enabled`, by default on
     /// for a system install whose helper can jail (its install file names
     /// a jailer).
@@ -99,7 +153,10 @@ impl Daemon {
                     gid: nix::unistd::getegid().as_raw(),
                 }))))
             }
-            PrivOps::Helper(socket) => Ok(Some(Arc::new(HelperJails { socket: socket.clone() }))),
+            PrivOps::Helper(socket) => Ok(Some(Arc::new(HelperJails {
+                socket: socket.clone(),
+                state_dir: self.paths.state_dir.clone(),
+            }))),
         }
     }
 
