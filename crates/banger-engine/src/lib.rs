@@ -19,6 +19,7 @@
 //! what is needed to find them again is [`Handles`], which the daemon keeps
 //! in the VM dir as `handles.json`.
 
+pub mod cgroup;
 pub mod firecracker;
 pub mod process;
 pub mod qemu;
@@ -173,7 +174,7 @@ pub struct Handles {
     pub console_log: PathBuf,
     pub started_at_ms: i64,
     /// Firecracker runs under its jailer, in the jail of this id (the
-    /// VM's), which is released after it.
+    /// VM's); QEMU in the cgroup of this id. Released after the engine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jail: Option<String>,
 }

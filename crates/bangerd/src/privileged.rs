@@ -282,7 +282,7 @@ fn under(path: &Path, dir: &Path) -> bool {
 }
 
 /// banger's VM ids: 12 lowercase hex digits.
-fn check_vm_id(id: &str) -> anyhow::Result<()> {
+pub(crate) fn check_vm_id(id: &str) -> anyhow::Result<()> {
     if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
         bail!("{id:?} is not a banger VM id (12 hex digits)");
     }

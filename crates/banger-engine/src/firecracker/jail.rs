@@ -138,61 +138,8 @@ fn check_file(f: &JailFile, uid: u32) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// The cgroup hierarchy of this host: 2 (unified) or 1 (per controller).
-fn cgroup_version() -> u8 {
-    const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
-    match nix::sys::statfs::statfs("/sys/fs/cgroup") {
-        Ok(s) if s.filesystem_type().0 == CGROUP2_SUPER_MAGIC => 2,
-        _ => 1,
-    }
-}
-
-/// Where cgroup v1 mounts `controller` (from /proc/self/mounts).
-fn v1_mount(controller: &str) -> Option<PathBuf> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
-    mounts.lines().find_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        (f.len() > 3 && f[2] == "cgroup" && f[3].split(',').any(|o| o == controller))
-            .then(|| PathBuf::from(f[1]))
-    })
-}
-
-/// The cgroup directories the jailer makes for `vm_id`.
-fn cgroup_dirs(version: u8, vm_id: &str) -> Vec<PathBuf> {
-    if version == 2 {
-        vec![Path::new("/sys/fs/cgroup").join(CGROUP_PARENT).join(vm_id)]
-    } else {
-        ["cpu", "memory"]
-            .iter()
-            .filter_map(|c| v1_mount(c))
-            .map(|m| m.join(CGROUP_PARENT).join(vm_id))
-            .collect()
-    }
-}
-
-/// The jailer's cgroup arguments: `vcpu` CPUs' worth of time and the
-/// guest's memory plus the VMM's, on cgroup `version`.
-fn cgroup_args(version: u8, vcpu: u32, memory_mib: u64) -> Vec<String> {
-    let quota = u64::from(vcpu.max(1)) * 100_000;
-    let memory = (memory_mib + MEMORY_OVERHEAD_MIB) << 20;
-    let values = if version == 2 {
-        vec![format!("cpu.max={quota} 100000"), format!("memory.max={memory}")]
-    } else {
-        vec![
-            "cpu.cfs_period_us=100000".to_string(),
-            format!("cpu.cfs_quota_us={quota}"),
-            format!("memory.limit_in_bytes={memory}"),
-        ]
-    };
-    let mut a = vec!["--cgroup-version".to_string(), version.to_string()];
-    for v in values {
-        a.extend(["--cgroup".to_string(), v]);
-    }
-    a
-}
-
 /// The jailer's command line for `spec` under `setup`.
-fn jailer_args(setup: &JailSetup, spec: &JailSpec, cgroup_version: u8) -> Vec<String> {
+fn jailer_args(setup: &JailSetup, spec: &JailSpec) -> Vec<String> {
     let mut a: Vec<String> = vec![
         "--id".into(),
         spec.vm_id.clone(),
@@ -206,7 +153,7 @@ fn jailer_args(setup: &JailSetup, spec: &JailSpec, cgroup_version: u8) -> Vec<St
         setup.base.display().to_string(),
         "--new-pid-ns".into(),
     ];
-    a.extend(cgroup_args(cgroup_version, spec.vcpu, spec.memory_mib));
+    a.extend(crate::cgroup::jailer_args(spec.vcpu, (spec.memory_mib + MEMORY_OVERHEAD_MIB) << 20));
     a.extend([
         "--".into(),
         // The jailer passes `--id <vm id>` on itself.
@@ -341,10 +288,7 @@ fn run_jailer(setup: &JailSetup, spec: &JailSpec, root: &Path) -> Result<u32, En
     let out = spec.console.try_clone().map_err(io("cannot share the console"))?;
     let err = spec.console.try_clone().map_err(io("cannot share the console"))?;
     let mut cmd = std::process::Command::new(&setup.jailer);
-    cmd.args(jailer_args(setup, spec, cgroup_version()))
-        .stdin(std::process::Stdio::null())
-        .stdout(out)
-        .stderr(err);
+    cmd.args(jailer_args(setup, spec)).stdin(std::process::Stdio::null()).stdout(out).stderr(err);
     // SAFETY: runs in the child before exec; setsid and umask are
     // async-signal-safe. Its own session: firecracker outlives whoever
     // started it. umask 022: the jailer's directories must be traversable
@@ -398,12 +342,8 @@ pub fn release(base: &Path, vm_id: &str) -> Result<(), EngineError> {
             errors.push(format!("cannot remove {}: {e}", dir.display()));
         }
     }
-    for cgroup in cgroup_dirs(cgroup_version(), vm_id) {
-        if let Err(e) = std::fs::remove_dir(&cgroup) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                errors.push(format!("cannot remove cgroup {}: {e}", cgroup.display()));
-            }
-        }
+    if let Err(e) = crate::cgroup::remove(CGROUP_PARENT, vm_id) {
+        errors.push(e);
     }
     if errors.is_empty() {
         Ok(())
@@ -464,23 +404,18 @@ mod tests {
             path: "/l".into(),
             writable: true,
         };
-        let a = jailer_args(&setup, &spec(vec![log]), 2).join(" ");
+        let a = jailer_args(&setup, &spec(vec![log])).join(" ");
         for want in [
             "--id 0123456789ab --exec-file /usr/bin/firecracker --uid 1000 --gid 1000",
-            "--chroot-base-dir /run/banger-root/jail --new-pid-ns --cgroup-version 2",
-            "--cgroup cpu.max=200000 100000 --cgroup memory.max=671088640 --",
+            "--chroot-base-dir /run/banger-root/jail --new-pid-ns --cgroup-version",
             "-- --api-sock /run/api.sock --level Info",
             "--log-path /firecracker.log",
         ] {
             assert!(a.contains(want), "{want:?} not in {a}");
         }
         assert!(!a.contains("--metrics-path"), "{a}");
-        let v1 = cgroup_args(1, 1, 256).join(" ");
-        assert_eq!(
-            v1,
-            "--cgroup-version 1 --cgroup cpu.cfs_period_us=100000 --cgroup cpu.cfs_quota_us=100000 \
-             --cgroup memory.limit_in_bytes=402653184"
-        );
+        // This host's hierarchy, with the VM's limits (512 + 128 MiB).
+        assert!(a.contains("=671088640"), "{a}");
     }
 
     #[test]

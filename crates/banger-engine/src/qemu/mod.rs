@@ -25,6 +25,22 @@ pub const TCG_CMDLINE: &str = "tsc_early_khz=2400000";
 pub struct Qemu {
     pub qemu_bin: PathBuf,
     pub vhost_vsock_bin: PathBuf,
+    /// Put each VM's processes in a cgroup of their own
+    /// (`banger-qemu/<vm id>`, see [`crate::cgroup`]) capped from its
+    /// size. Root only.
+    pub confine: bool,
+}
+
+/// The cgroup under which each confined VM's QEMU gets `<vm id>`.
+pub const QEMU_CGROUP: &str = "banger-qemu";
+
+/// Memory QEMU may use beyond its guest's: under TCG the translation cache
+/// grows up to 1 GiB; under KVM the device model needs far less.
+fn memory_overhead_mib(accel: Accel) -> u64 {
+    match accel {
+        Accel::Tcg => 1024,
+        Accel::Kvm => 256,
+    }
 }
 
 impl Qemu {
@@ -63,6 +79,11 @@ impl Qemu {
             format!("memory-backend-memfd,id=mem,size={mem},share=on"),
             "-nodefaults".into(),
             "-no-user-config".into(),
+            // QEMU's seccomp filter: no privilege changes, no new
+            // processes, no obsolete system calls, no resource control —
+            // a guest that takes over QEMU gets no more than it has.
+            "-sandbox".into(),
+            "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny".into(),
             "-nographic".into(),
             "-display".into(),
             "none".into(),
@@ -171,7 +192,25 @@ impl Engine for Qemu {
             self.kill(&handles);
             return Err(EngineError::Launch(format!("QEMU failed to start ({e}): {}", tail(&qemu_log, 4))));
         }
+        let mut handles = handles;
+        if self.confine {
+            let pids = [handles.vmm.pid, handles.helpers[0].pid];
+            let memory = (spec.machine.memory_mib + memory_overhead_mib(spec.accel)) << 20;
+            if let Err(e) = crate::cgroup::place(QEMU_CGROUP, &spec.id, &pids, spec.machine.vcpu, memory) {
+                self.kill(&handles);
+                let _ = crate::cgroup::remove(QEMU_CGROUP, &spec.id);
+                return Err(EngineError::Launch(format!("Cannot confine the VM's QEMU: {e}")));
+            }
+            handles.jail = Some(spec.id.clone());
+        }
         Ok(handles)
+    }
+
+    fn release(&self, h: &Handles) -> Result<(), EngineError> {
+        match &h.jail {
+            Some(id) => crate::cgroup::remove(QEMU_CGROUP, id).map_err(EngineError::Launch),
+            None => Ok(()),
+        }
     }
 
     async fn request_stop(&self, _h: &Handles) -> Result<(), EngineError> {
@@ -209,7 +248,7 @@ mod tests {
 
     #[test]
     fn command_line() {
-        let q = Qemu { qemu_bin: "qemu".into(), vhost_vsock_bin: "vhost".into() };
+        let q = Qemu { qemu_bin: "qemu".into(), vhost_vsock_bin: "vhost".into(), confine: false };
         let a = q.args(&spec(Accel::Tcg), "/r/vhost.sock".as_ref(), "/r/qmp.sock".as_ref()).join(" ");
         assert!(a.contains("-name banger-abc123"), "{a}");
         assert!(a.contains("tcg,thread=multi"));
@@ -220,6 +259,7 @@ mod tests {
         assert!(a.contains("ifname=bgabc"));
         assert!(a.contains("vhost-user-vsock-device"));
         assert!(a.contains("-no-reboot"));
+        assert!(a.contains("-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny"), "{a}");
         let k = q.args(&spec(Accel::Kvm), "/r/vhost.sock".as_ref(), "/r/qmp.sock".as_ref()).join(" ");
         assert!(k.contains("-accel kvm -cpu host"));
         assert!(!k.contains("tsc_early_khz"));

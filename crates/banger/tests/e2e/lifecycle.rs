@@ -369,3 +369,53 @@ fn kill_daemon(e: &E2e) {
         }
     }
 }
+
+/// Issue 14: what applies of the jailer to QEMU (`jailer_enabled` on a root
+/// daemon): its QEMU and vhost-device-vsock in a cgroup of the VM's own,
+/// capped from its size (one vCPU; 512 MiB + 1 GiB for TCG's translation
+/// cache), with QEMU's seccomp sandbox; the guest works within it, and
+/// deleting the VM removes the cgroup.
+#[test]
+fn a_confined_qemu_vm_gets_its_own_capped_cgroup() {
+    if crate::harness::engine() != "qemu" {
+        eprintln!("SKIPPED e2e test qemu-confined: the guest engine here is not QEMU");
+        return;
+    }
+    let Some(e) = E2e::with("qemu-confined", "qemu", "boot_timeout_secs = 120\njailer_enabled = true") else {
+        return;
+    };
+    e.ok(&["vm", "create", "--name", "c", "--vcpu", "1", "--memory", "512M"]);
+    let v = e.vm("c");
+    let id = v["id"].as_str().unwrap().to_string();
+    let want = format!("/banger-qemu/{id}");
+    let procs = crate::harness::processes_mentioning(&id);
+    assert!(procs.len() >= 2, "qemu and its vsock backend: {procs:?}");
+    for (pid, cmd) in &procs {
+        if cmd.contains("bangerd") {
+            continue;
+        }
+        let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        assert!(cgroup.lines().any(|l| l.ends_with(&want)), "{cmd} is not in {want}: {cgroup}");
+        if cmd.contains("qemu-system") {
+            assert!(cmd.contains("-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny"), "{cmd}");
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+            assert!(
+                status.lines().any(|l| l.starts_with("Seccomp:") && l.ends_with('2')),
+                "no seccomp filter"
+            );
+        }
+    }
+    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let (mem, dir) = if v2 {
+        let d = std::path::PathBuf::from("/sys/fs/cgroup/banger-qemu").join(&id);
+        (d.join("memory.max"), d)
+    } else {
+        let d = std::path::PathBuf::from("/sys/fs/cgroup/memory/banger-qemu").join(&id);
+        (d.join("memory.limit_in_bytes"), d)
+    };
+    assert_eq!(std::fs::read_to_string(&mem).unwrap().trim(), ((512u64 + 1024) << 20).to_string());
+    assert_eq!(e.ok(&["vm", "exec", "c", "--", "sh", "-c", "echo ok"]).stdout, "ok\n");
+    e.ok(&["vm", "delete", "c"]);
+    e.assert_nothing_left(&id);
+    assert!(!dir.exists(), "the cgroup outlived its VM: {}", dir.display());
+}

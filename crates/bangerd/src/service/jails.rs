@@ -160,13 +160,25 @@ impl Daemon {
         }
     }
 
-    /// Jails no running VM accounts for (a daemon killed between starting a
+    /// Jails (and QEMU cgroups) no running VM accounts for (a daemon killed between starting a
     /// jailed firecracker and recording it): the firecracker still in one
     /// is killed (it is known by the cgroup the jailer put it in, which
     /// only root can do), then the jail is released. Root daemons only;
     /// the helper's jails go with their VMs.
     pub(crate) fn sweep_orphan_jails(&self, live: &[String]) {
         let PrivOps::InProcess(_) = &self.privops else { return };
+        // A confined QEMU's cgroup, its processes gone (killed by the
+        // engine sweep, or exited): removed unless its VM runs.
+        if self.jailer_enabled() {
+            use banger_engine::qemu::QEMU_CGROUP;
+            for id in banger_engine::cgroup::children(QEMU_CGROUP) {
+                if !live.contains(&id) && crate::privileged::check_vm_id(&id).is_ok() {
+                    if let Err(e) = banger_engine::cgroup::remove(QEMU_CGROUP, &id) {
+                        tracing::warn!(vm = %id, "cannot remove a leftover cgroup: {e}");
+                    }
+                }
+            }
+        }
         let base = self.paths.runtime_dir.join("jail");
         let Ok(entries) = std::fs::read_dir(base.join("firecracker")) else { return };
         for e in entries.flatten() {
