@@ -174,6 +174,7 @@ mod tests {
         let id = format!("test-{}", std::process::id());
         if let Err(e) = place("banger-test", &id, &[child.id()], 1, 256 << 20) {
             let _ = child.kill();
+            let _ = child.wait();
             // Hosts without a writable hierarchy (a container) cannot run this.
             eprintln!("SKIPPED a_process_is_placed_limited_and_the_group_removed: {e}");
             return;
