@@ -10,6 +10,23 @@ use std::path::{Path, PathBuf};
 /// The CPU period the quota is counted in, in microseconds.
 const PERIOD_US: u64 = 100_000;
 
+/// Places a VM's engine processes in a cgroup of their own and removes it
+/// afterwards; implemented by the daemon (in-process when root, through
+/// the root helper otherwise).
+pub trait Confiner: std::fmt::Debug + Send + Sync {
+    /// Moves `procs` into the VM's group, capped at `vcpu` CPUs' time and
+    /// `memory_bytes`.
+    fn place(
+        &self,
+        vm_id: &str,
+        procs: &[crate::ProcessRef],
+        vcpu: u32,
+        memory_bytes: u64,
+    ) -> Result<(), String>;
+    /// Removes the VM's group (its processes gone); missing is fine.
+    fn remove(&self, vm_id: &str) -> Result<(), String>;
+}
+
 /// The cgroup hierarchy of this host: 2 (unified) or 1 (per controller).
 pub fn version() -> u8 {
     const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;

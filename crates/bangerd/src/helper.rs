@@ -430,6 +430,17 @@ mod tests {
         refused(jail("../../etc"), "not a banger VM id");
         refused(jail("0123456789ab"), "no jailer");
         refused(Request::ReleaseJail { vm_id: "x/y".into() }, "not a banger VM id");
+        let me_pid = std::process::id() as i32;
+        let st = banger_engine::process::start_time(me_pid as u32).unwrap();
+        refused(
+            Request::ConfineEngine {
+                vm_id: "0123456789ab".into(),
+                vcpu: 1,
+                memory_mib: 512,
+                pids: vec![(me_pid, st)],
+            },
+            "not firecracker",
+        );
         refused(
             Request::SignalEngine {
                 pid: std::process::id() as i32,

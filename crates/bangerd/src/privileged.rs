@@ -84,6 +84,13 @@ pub enum Request {
     StartJail { vm_id: String, vcpu: u32, memory_mib: u64, files: Vec<JailFileRef> },
     /// Remove VM `vm_id`'s jail (its mounts, files, cgroup).
     ReleaseJail { vm_id: String },
+    /// Move the owner's QEMU engine processes of VM `vm_id` (each proven
+    /// an engine of the owner's with its recorded start time, as for
+    /// [`Request::SignalEngine`]) into cgroup `banger-qemu/<vm_id>`, capped
+    /// at `vcpu` CPUs and `memory_mib`.
+    ConfineEngine { vm_id: String, vcpu: u32, memory_mib: u64, pids: Vec<(i32, u64)> },
+    /// Remove cgroup `banger-qemu/<vm_id>`.
+    ReleaseCgroup { vm_id: String },
 }
 
 /// One of a VM's files for [`Request::StartJail`].
@@ -204,7 +211,19 @@ impl Policy {
                     bail!("{} files is more than a VM has", files.len());
                 }
             }
-            Request::ReleaseJail { vm_id } => check_vm_id(vm_id)?,
+            Request::ReleaseJail { vm_id } | Request::ReleaseCgroup { vm_id } => check_vm_id(vm_id)?,
+            Request::ConfineEngine { vm_id, vcpu, memory_mib, pids } => {
+                check_vm_id(vm_id)?;
+                if !(1..=64).contains(vcpu) || !(64..=2 << 20).contains(memory_mib) || pids.len() > 4 {
+                    bail!(
+                        "{vcpu} vCPUs, {memory_mib} MiB and {} processes is not a VM banger makes",
+                        pids.len()
+                    );
+                }
+                for (pid, start_time) in pids {
+                    self.check_engine(*pid, Some(*start_time))?;
+                }
+            }
         }
         Ok(())
     }
@@ -429,6 +448,23 @@ pub fn execute_with_files(
                 jail::JailSpec { vm_id: vm_id.clone(), vcpu: *vcpu, memory_mib: *memory_mib, files, console };
             let started = jail::start(setup, spec)?;
             Ok(format!("{} {}", started.pid, started.root.display()).into())
+        }
+        Request::ConfineEngine { vm_id, vcpu, memory_mib, pids } => {
+            let pids: Vec<u32> = pids.iter().map(|(p, _)| *p as u32).collect();
+            banger_engine::cgroup::place(
+                banger_engine::qemu::QEMU_CGROUP,
+                vm_id,
+                &pids,
+                *vcpu,
+                memory_mib << 20,
+            )
+            .map_err(anyhow::Error::msg)
+            .map(|_| Outcome::default())
+        }
+        Request::ReleaseCgroup { vm_id } => {
+            banger_engine::cgroup::remove(banger_engine::qemu::QEMU_CGROUP, vm_id)
+                .map_err(anyhow::Error::msg)
+                .map(|_| Outcome::default())
         }
         Request::ReleaseJail { vm_id } => {
             let setup = policy.jail.as_ref().context("this installation has no jailer")?;

@@ -25,10 +25,9 @@ pub const TCG_CMDLINE: &str = "tsc_early_khz=2400000";
 pub struct Qemu {
     pub qemu_bin: PathBuf,
     pub vhost_vsock_bin: PathBuf,
-    /// Put each VM's processes in a cgroup of their own
-    /// (`banger-qemu/<vm id>`, see [`crate::cgroup`]) capped from its
-    /// size. Root only.
-    pub confine: bool,
+    /// Set: each VM's processes go in a cgroup of their own
+    /// (`banger-qemu/<vm id>`, see [`crate::cgroup`]) capped from its size.
+    pub confine: Option<std::sync::Arc<dyn crate::cgroup::Confiner>>,
 }
 
 /// The cgroup under which each confined VM's QEMU gets `<vm id>`.
@@ -193,12 +192,16 @@ impl Engine for Qemu {
             return Err(EngineError::Launch(format!("QEMU failed to start ({e}): {}", tail(&qemu_log, 4))));
         }
         let mut handles = handles;
-        if self.confine {
-            let pids = [handles.vmm.pid, handles.helpers[0].pid];
+        if let Some(c) = &self.confine {
+            let procs = [handles.vmm.clone(), handles.helpers[0].clone()];
             let memory = (spec.machine.memory_mib + memory_overhead_mib(spec.accel)) << 20;
-            if let Err(e) = crate::cgroup::place(QEMU_CGROUP, &spec.id, &pids, spec.machine.vcpu, memory) {
+            let (c2, id, vcpu) = (c.clone(), spec.id.clone(), spec.machine.vcpu);
+            let placed = tokio::task::spawn_blocking(move || c2.place(&id, &procs, vcpu, memory))
+                .await
+                .unwrap_or_else(|e| Err(format!("confine task: {e}")));
+            if let Err(e) = placed {
                 self.kill(&handles);
-                let _ = crate::cgroup::remove(QEMU_CGROUP, &spec.id);
+                let _ = c.remove(&spec.id);
                 return Err(EngineError::Launch(format!("Cannot confine the VM's QEMU: {e}")));
             }
             handles.jail = Some(spec.id.clone());
@@ -207,9 +210,12 @@ impl Engine for Qemu {
     }
 
     fn release(&self, h: &Handles) -> Result<(), EngineError> {
-        match &h.jail {
-            Some(id) => crate::cgroup::remove(QEMU_CGROUP, id).map_err(EngineError::Launch),
-            None => Ok(()),
+        match (&h.jail, &self.confine) {
+            (Some(id), Some(c)) => c.remove(id).map_err(EngineError::Launch),
+            (Some(id), None) => Err(EngineError::Launch(format!(
+                "VM {id}'s QEMU ran in a cgroup of its own, and jailer_enabled is off now: banger-qemu/{id} stays"
+            ))),
+            (None, _) => Ok(()),
         }
     }
 
@@ -248,7 +254,7 @@ mod tests {
 
     #[test]
     fn command_line() {
-        let q = Qemu { qemu_bin: "qemu".into(), vhost_vsock_bin: "vhost".into(), confine: false };
+        let q = Qemu { qemu_bin: "qemu".into(), vhost_vsock_bin: "vhost".into(), confine: None };
         let a = q.args(&spec(Accel::Tcg), "/r/vhost.sock".as_ref(), "/r/qmp.sock".as_ref()).join(" ");
         assert!(a.contains("-name banger-abc123"), "{a}");
         assert!(a.contains("tcg,thread=multi"));

@@ -452,6 +452,9 @@ fn system_install_runs_the_daemon_as_a_user_with_a_root_helper() {
     for p in engines {
         let uid = std::fs::metadata(format!("/proc/{p}")).map(|m| std::os::unix::fs::MetadataExt::uid(&m));
         assert_eq!(uid.ok(), Some(e.uid), "engine pid {p} must run as the user");
+        // jailer_enabled: the helper put the VM's QEMU in its own cgroup.
+        let cgroup = std::fs::read_to_string(format!("/proc/{p}/cgroup")).unwrap_or_default();
+        assert!(cgroup.lines().any(|l| l.ends_with(&format!("/banger-qemu/{id}"))), "pid {p}: {cgroup}");
     }
     assert!(e.nat_table().is_some_and(|t| t.contains(&ip)), "NAT rules for {ip} missing");
     // (doctor exits 1 here: the user cannot open /dev/kvm.)

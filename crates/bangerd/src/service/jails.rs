@@ -13,8 +13,10 @@ use super::Daemon;
 use crate::error::Result;
 use crate::privileged::{JailFileRef, PrivOps, Request};
 use banger_api::ApiError;
+use banger_engine::cgroup::{self, Confiner};
 use banger_engine::firecracker::jail::{self, JailRunner, JailSetup, JailSpec, Started};
-use banger_engine::EngineError;
+use banger_engine::qemu::QEMU_CGROUP;
+use banger_engine::{EngineError, ProcessRef};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -78,7 +80,64 @@ impl JailRunner for HelperJails {
     }
 }
 
+/// QEMU's cgroups, made in-process by a root daemon.
+#[derive(Debug)]
+pub struct LocalCgroups;
+
+impl Confiner for LocalCgroups {
+    fn place(
+        &self,
+        vm_id: &str,
+        procs: &[ProcessRef],
+        vcpu: u32,
+        memory_bytes: u64,
+    ) -> std::result::Result<(), String> {
+        let pids: Vec<u32> = procs.iter().map(|p| p.pid).collect();
+        cgroup::place(QEMU_CGROUP, vm_id, &pids, vcpu, memory_bytes)
+    }
+    fn remove(&self, vm_id: &str) -> std::result::Result<(), String> {
+        cgroup::remove(QEMU_CGROUP, vm_id)
+    }
+}
+
+/// QEMU's cgroups, made by the root helper (a system install's daemon).
+#[derive(Debug)]
+pub struct HelperCgroups(pub PathBuf);
+
+impl Confiner for HelperCgroups {
+    fn place(
+        &self,
+        vm_id: &str,
+        procs: &[ProcessRef],
+        vcpu: u32,
+        memory_bytes: u64,
+    ) -> std::result::Result<(), String> {
+        let req = Request::ConfineEngine {
+            vm_id: vm_id.to_string(),
+            vcpu,
+            memory_mib: memory_bytes >> 20,
+            pids: procs.iter().map(|p| (p.pid as i32, p.start_time)).collect(),
+        };
+        crate::helper::call(&self.0, &req).map(|_| ()).map_err(|e| format!("{e:#}"))
+    }
+    fn remove(&self, vm_id: &str) -> std::result::Result<(), String> {
+        let req = Request::ReleaseCgroup { vm_id: vm_id.to_string() };
+        crate::helper::call(&self.0, &req).map(|_| ()).map_err(|e| format!("{e:#}"))
+    }
+}
+
 impl Daemon {
+    /// Who puts QEMU VMs in cgroups of their own, when `jailer_enabled`.
+    pub(crate) fn qemu_confiner(&self) -> Option<Arc<dyn Confiner>> {
+        if !self.jailer_enabled() {
+            return None;
+        }
+        Some(match &self.privops {
+            PrivOps::InProcess(_) => Arc::new(LocalCgroups),
+            PrivOps::Helper(socket) => Arc::new(HelperCgroups(socket.clone())),
+        })
+    }
+
     /// `doctor`'s word on the jailer, when VMs are to run under it.
     pub(crate) fn jailer_check(&self, firecracker: Option<&Path>) -> Option<super::doctor::Check> {
         use super::doctor::{Check, Level};
@@ -170,10 +229,9 @@ impl Daemon {
         // A confined QEMU's cgroup, its processes gone (killed by the
         // engine sweep, or exited): removed unless its VM runs.
         if self.jailer_enabled() {
-            use banger_engine::qemu::QEMU_CGROUP;
-            for id in banger_engine::cgroup::children(QEMU_CGROUP) {
+            for id in cgroup::children(QEMU_CGROUP) {
                 if !live.contains(&id) && crate::privileged::check_vm_id(&id).is_ok() {
-                    if let Err(e) = banger_engine::cgroup::remove(QEMU_CGROUP, &id) {
+                    if let Err(e) = cgroup::remove(QEMU_CGROUP, &id) {
                         tracing::warn!(vm = %id, "cannot remove a leftover cgroup: {e}");
                     }
                 }

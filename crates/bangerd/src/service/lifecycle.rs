@@ -240,10 +240,8 @@ impl Daemon {
                     .with_hint("install it with `cargo install vhost-device-vsock`, or set vhost_vsock_bin")
                 })?;
                 // What applies of the jailer to QEMU: a cgroup of its own
-                // (a root daemon's; the seccomp sandbox is always on).
-                let confine =
-                    self.jailer_enabled() && matches!(self.privops, crate::privileged::PrivOps::InProcess(_));
-                Ok(AnyEngine::Qemu(Qemu { qemu_bin, vhost_vsock_bin, confine }))
+                // (the seccomp sandbox is always on).
+                Ok(AnyEngine::Qemu(Qemu { qemu_bin, vhost_vsock_bin, confine: self.qemu_confiner() }))
             }
             EngineKind::Firecracker => {
                 let bin = host::find_binary(self.config.firecracker_bin.as_deref(), "firecracker", &[])
