@@ -141,12 +141,23 @@ pub fn children(parent: &str) -> Vec<String> {
 }
 
 /// Removes cgroup `<parent>/<id>` (its processes gone); missing is fine.
+/// A group whose last process is still exiting is busy for a moment: that
+/// is waited out, up to 3 s.
 pub fn remove(parent: &str, id: &str) -> Result<(), String> {
     let mut errors = Vec::new();
     for (dir, _) in dirs(version(), parent, id, 1, 0) {
-        if let Err(e) = std::fs::remove_dir(&dir) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                errors.push(format!("cannot remove cgroup {}: {e}", dir.display()));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        loop {
+            match std::fs::remove_dir(&dir) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => {
+                    errors.push(format!("cannot remove cgroup {}: {e}", dir.display()));
+                    break;
+                }
             }
         }
     }

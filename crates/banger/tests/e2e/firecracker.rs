@@ -455,3 +455,118 @@ fn bench_firecracker_nested() {
     row("banger vm stop, then start → exec answered", median(restart));
     row("banger vm run --rm -- true", median(run));
 }
+
+/// One HTTP request to Firecracker's API socket; returns the status line.
+fn fc_api(sock: &std::path::Path, method: &str, path: &str, body: &str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line).unwrap();
+    line.trim().to_string()
+}
+
+/// A probe, run by hand (`BANGER_PROBE=1`, e.g. through the nested tier's
+/// `BANGER_NESTED_ENV`): does bare Firecracker — no banger — resume a
+/// paused guest here? It pauses a booted guest through the API, resumes it
+/// and waits for its agent on vsock. On a KVM host it must pass; under
+/// nested SVM emulation it tells whether banger's own pause test could.
+#[test]
+fn probe_bare_firecracker_pause_resume() {
+    use std::io::{BufRead, BufReader, Write};
+    if std::env::var_os("BANGER_PROBE").is_none() {
+        eprintln!("SKIPPED probe_bare_firecracker_pause_resume: a probe (BANGER_PROBE=1)");
+        return;
+    }
+    if !real_guests("probe-pause") {
+        return;
+    }
+    let Some(e) = E2e::with("probe-pause", "firecracker", "boot_timeout_secs = 300") else { return };
+    let rootfs = e.ok(&["image", "show", "debian-bookworm", "--json"]).json()["rootfs_path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let kernel = crate::harness::fixtures_dir().join("vmlinux").display().to_string();
+    let dir = e.dir.path().join("bare");
+    std::fs::create_dir_all(&dir).unwrap();
+    let disk = dir.join("disk.ext4");
+    std::fs::File::create(&disk).unwrap().set_len(1 << 30).unwrap();
+    assert!(std::process::Command::new("mkfs.ext4")
+        .args(["-q", "-F"])
+        .arg(&disk)
+        .status()
+        .unwrap()
+        .success());
+    let (api, vsock) = (dir.join("api.sock"), dir.join("vsock.sock"));
+    let config = serde_json::json!({
+        "boot-source": {
+            "kernel_image_path": kernel,
+            "boot_args": "console=ttyS0 reboot=k panic=1 root=/dev/vda ro init=/sbin/banger-init banger.hostname=bare"
+        },
+        "drives": [
+            {"drive_id": "rootfs", "path_on_host": rootfs, "is_root_device": false, "is_read_only": true},
+            {"drive_id": "disk", "path_on_host": disk, "is_root_device": false, "is_read_only": false}
+        ],
+        "machine-config": {"vcpu_count": 1, "mem_size_mib": 512, "smt": false},
+        "vsock": {"guest_cid": 3, "uds_path": vsock}
+    });
+    std::fs::write(dir.join("vm.json"), serde_json::to_vec(&config).unwrap()).unwrap();
+    let console = std::fs::File::create(dir.join("console.log")).unwrap();
+    let mut fc = std::process::Command::new("firecracker")
+        .arg("--api-sock")
+        .arg(&api)
+        .arg("--config-file")
+        .arg(dir.join("vm.json"))
+        .stdin(std::process::Stdio::null())
+        .stdout(console.try_clone().unwrap())
+        .stderr(console)
+        .spawn()
+        .unwrap();
+    let agent_answers = |within: Duration| {
+        let t0 = Instant::now();
+        while t0.elapsed() < within {
+            if let Ok(mut s) = std::os::unix::net::UnixStream::connect(&vsock) {
+                s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let mut line = String::new();
+                if s.write_all(b"CONNECT 1024\n").is_ok()
+                    && BufReader::new(&s).read_line(&mut line).is_ok()
+                    && line.starts_with("OK")
+                {
+                    return Some(t0.elapsed());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    };
+    let booted = agent_answers(Duration::from_secs(300));
+    let paused = fc_api(&api, "PATCH", "/vm", r#"{"state":"Paused"}"#);
+    std::thread::sleep(Duration::from_secs(2));
+    let resumed = fc_api(&api, "PATCH", "/vm", r#"{"state":"Resumed"}"#);
+    let after = agent_answers(Duration::from_secs(90));
+    let _ = fc.kill();
+    let _ = fc.wait();
+    let tail = crate::harness::which("tail").map(|_| {
+        String::from_utf8_lossy(
+            &std::process::Command::new("tail")
+                .arg("-n5")
+                .arg(dir.join("console.log"))
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .into_owned()
+    });
+    eprintln!(
+        "PROBE bare firecracker: booted {booted:?}; pause {paused:?}; resume {resumed:?}; agent after resume {after:?}; console tail:\n{}",
+        tail.unwrap_or_default()
+    );
+    assert!(booted.is_some(), "the guest never booted");
+    assert!(after.is_some(), "bare firecracker: the guest did not run again after a resume");
+}
