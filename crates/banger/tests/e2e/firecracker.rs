@@ -280,8 +280,9 @@ fn firecracker_pauses_and_resumes_a_real_guest() {
         // Measured in the nested tier (L1 under QEMU/TCG's emulated SVM):
         // Firecracker pauses and resumes without error, but the guest never
         // runs again (no console output, RCU stalls on its vCPUs, the agent
-        // silent). banger only calls PATCH /vm Paused/Resumed; the fault is
-        // below it, in the emulated nested virtualization. See ARCHITECTURE.md.
+        // silent). banger only calls PATCH /vm Paused/Resumed; bare
+        // Firecracker does the same there (probe_bare_firecracker_pause_resume
+        // below), so the fault is below banger. See ARCHITECTURE.md.
         eprintln!(
             "SKIPPED e2e test fc-pause: guests do not run again after a resume under nested SVM emulation"
         );
