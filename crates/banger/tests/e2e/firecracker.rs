@@ -347,7 +347,24 @@ fn a_firecracker_guest_that_panics_reports_its_console() {
 /// memory as banger's VMs, no network) and returns the time from spawn
 /// until the guest's agent accepts a hybrid-vsock connection.
 fn bare_firecracker_boot(dir: &std::path::Path, kernel: &str, rootfs: &str) -> Duration {
-    use std::io::{BufRead, BufReader, Write};
+    // Timed from the spawn (the disk is made before it).
+    let (mut fc, vsock) = spawn_bare(dir, kernel, rootfs, None);
+    let took = agent_answers(&vsock, Duration::from_secs(300), &mut fc)
+        .unwrap_or_else(|| panic!("bare firecracker guest never answered; see {}", dir.display()));
+    let _ = fc.kill();
+    let _ = fc.wait();
+    took
+}
+
+/// Starts bare firecracker in `dir` on `kernel` and `rootfs` (banger's
+/// command line, one vCPU, 512 MiB, a fresh 8 GiB disk, no network), with
+/// an API socket at `api` or none; returns it and its vsock socket.
+fn spawn_bare(
+    dir: &std::path::Path,
+    kernel: &str,
+    rootfs: &str,
+    api: Option<&std::path::Path>,
+) -> (std::process::Child, std::path::PathBuf) {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).unwrap();
     let disk = dir.join("disk.ext4");
@@ -372,33 +389,56 @@ fn bare_firecracker_boot(dir: &std::path::Path, kernel: &str, rootfs: &str) -> D
     let cfg = dir.join("vm.json");
     std::fs::write(&cfg, serde_json::to_vec(&config).unwrap()).unwrap();
     let console = std::fs::File::create(dir.join("console.log")).unwrap();
-    let t0 = Instant::now();
-    let mut fc = std::process::Command::new("firecracker")
-        .args(["--no-api", "--config-file"])
+    let mut cmd = std::process::Command::new("firecracker");
+    match api {
+        Some(sock) => cmd.arg("--api-sock").arg(sock),
+        None => cmd.arg("--no-api"),
+    };
+    let fc = cmd
+        .arg("--config-file")
         .arg(&cfg)
         .stdin(std::process::Stdio::null())
         .stdout(console.try_clone().unwrap())
         .stderr(console)
         .spawn()
         .unwrap();
-    let took = loop {
-        assert!(t0.elapsed() < Duration::from_secs(300), "bare firecracker guest never answered");
-        assert!(fc.try_wait().unwrap().is_none(), "bare firecracker exited; see {}", dir.display());
-        if let Ok(mut s) = std::os::unix::net::UnixStream::connect(&vsock) {
+    (fc, vsock)
+}
+
+/// How long until the guest's agent accepts a hybrid-vsock connection on
+/// `vsock` (`CONNECT 1024` → `OK`), if it does within `within` and while
+/// `fc` runs.
+fn agent_answers(
+    vsock: &std::path::Path,
+    within: Duration,
+    fc: &mut std::process::Child,
+) -> Option<Duration> {
+    use std::io::{BufRead, BufReader, Write};
+    let t0 = Instant::now();
+    while t0.elapsed() < within && fc.try_wait().unwrap().is_none() {
+        if let Ok(mut s) = std::os::unix::net::UnixStream::connect(vsock) {
             s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
             let mut line = String::new();
             if s.write_all(b"CONNECT 1024\n").is_ok()
                 && BufReader::new(&s).read_line(&mut line).is_ok()
                 && line.starts_with("OK")
             {
-                break t0.elapsed();
+                return Some(t0.elapsed());
             }
         }
         std::thread::sleep(Duration::from_millis(20));
-    };
-    let _ = fc.kill();
-    let _ = fc.wait();
-    took
+    }
+    None
+}
+
+/// The fixture kernel and the registered image's rootfs, as bare
+/// firecracker takes them.
+fn fixture_boot(e: &E2e) -> (String, String) {
+    let rootfs = e.ok(&["image", "show", "debian-bookworm", "--json"]).json()["rootfs_path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (crate::harness::fixtures_dir().join("vmlinux").display().to_string(), rootfs)
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -419,11 +459,7 @@ fn bench_firecracker_nested() {
     }
     let runs: usize = std::env::var("BANGER_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
     let Some(e) = E2e::with("bench-nested", "auto", "boot_timeout_secs = 300") else { return };
-    let rootfs = e.ok(&["image", "show", "debian-bookworm", "--json"]).json()["rootfs_path"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let kernel = crate::harness::fixtures_dir().join("vmlinux").display().to_string();
+    let (kernel, rootfs) = fixture_boot(&e);
     let (mut create, mut restart, mut run, mut bare) = (vec![], vec![], vec![], vec![]);
     for i in 0..runs {
         let name = format!("b{i}");
@@ -480,7 +516,6 @@ fn fc_api(sock: &std::path::Path, method: &str, path: &str, body: &str) -> Strin
 /// nested SVM emulation it tells whether banger's own pause test could.
 #[test]
 fn probe_bare_firecracker_pause_resume() {
-    use std::io::{BufRead, BufReader, Write};
     if std::env::var_os("BANGER_PROBE").is_none() {
         eprintln!("SKIPPED probe_bare_firecracker_pause_resume: a probe (BANGER_PROBE=1)");
         return;
@@ -489,68 +524,15 @@ fn probe_bare_firecracker_pause_resume() {
         return;
     }
     let Some(e) = E2e::with("probe-pause", "firecracker", "boot_timeout_secs = 300") else { return };
-    let rootfs = e.ok(&["image", "show", "debian-bookworm", "--json"]).json()["rootfs_path"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let kernel = crate::harness::fixtures_dir().join("vmlinux").display().to_string();
+    let (kernel, rootfs) = fixture_boot(&e);
     let dir = e.dir.path().join("bare");
-    std::fs::create_dir_all(&dir).unwrap();
-    let disk = dir.join("disk.ext4");
-    std::fs::File::create(&disk).unwrap().set_len(1 << 30).unwrap();
-    assert!(std::process::Command::new("mkfs.ext4")
-        .args(["-q", "-F"])
-        .arg(&disk)
-        .status()
-        .unwrap()
-        .success());
-    let (api, vsock) = (dir.join("api.sock"), dir.join("vsock.sock"));
-    let config = serde_json::json!({
-        "boot-source": {
-            "kernel_image_path": kernel,
-            "boot_args": "console=ttyS0 reboot=k panic=1 root=/dev/vda ro init=/sbin/banger-init banger.hostname=bare"
-        },
-        "drives": [
-            {"drive_id": "rootfs", "path_on_host": rootfs, "is_root_device": false, "is_read_only": true},
-            {"drive_id": "disk", "path_on_host": disk, "is_root_device": false, "is_read_only": false}
-        ],
-        "machine-config": {"vcpu_count": 1, "mem_size_mib": 512, "smt": false},
-        "vsock": {"guest_cid": 3, "uds_path": vsock}
-    });
-    std::fs::write(dir.join("vm.json"), serde_json::to_vec(&config).unwrap()).unwrap();
-    let console = std::fs::File::create(dir.join("console.log")).unwrap();
-    let mut fc = std::process::Command::new("firecracker")
-        .arg("--api-sock")
-        .arg(&api)
-        .arg("--config-file")
-        .arg(dir.join("vm.json"))
-        .stdin(std::process::Stdio::null())
-        .stdout(console.try_clone().unwrap())
-        .stderr(console)
-        .spawn()
-        .unwrap();
-    let agent_answers = |within: Duration| {
-        let t0 = Instant::now();
-        while t0.elapsed() < within {
-            if let Ok(mut s) = std::os::unix::net::UnixStream::connect(&vsock) {
-                s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-                let mut line = String::new();
-                if s.write_all(b"CONNECT 1024\n").is_ok()
-                    && BufReader::new(&s).read_line(&mut line).is_ok()
-                    && line.starts_with("OK")
-                {
-                    return Some(t0.elapsed());
-                }
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    };
-    let booted = agent_answers(Duration::from_secs(300));
+    let api = e.dir.path().join("api.sock");
+    let (mut fc, vsock) = spawn_bare(&dir, &kernel, &rootfs, Some(&api));
+    let booted = agent_answers(&vsock, Duration::from_secs(300), &mut fc);
     let paused = fc_api(&api, "PATCH", "/vm", r#"{"state":"Paused"}"#);
     std::thread::sleep(Duration::from_secs(2));
     let resumed = fc_api(&api, "PATCH", "/vm", r#"{"state":"Resumed"}"#);
-    let after = agent_answers(Duration::from_secs(90));
+    let after = agent_answers(&vsock, Duration::from_secs(90), &mut fc);
     let _ = fc.kill();
     let _ = fc.wait();
     let tail = crate::harness::which("tail").map(|_| {
