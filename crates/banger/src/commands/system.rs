@@ -156,7 +156,7 @@ fn systemctl(args: &[&str]) -> anyhow::Result<()> {
 }
 
 /// The helper's unit: root, with only the capabilities its operations need.
-fn helper_unit(bangerd: &Path, install_file: &Path) -> String {
+fn helper_unit(bangerd: &Path, install_file: &Path, owner_state: &Path) -> String {
     format!(
         "[Unit]
 Description=banger root helper (bridge, taps, NAT and DNS routing for bangerd)
@@ -180,10 +180,14 @@ SendSIGKILL=no
 CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW CAP_KILL CAP_CHOWN CAP_FOWNER CAP_FSETID CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH CAP_SETUID CAP_SETGID CAP_MKNOD CAP_SYS_CHROOT CAP_SYS_ADMIN
 NoNewPrivileges=yes
 ProtectSystem=strict
-ProtectHome=yes
+# Homes are hidden but for the owner's banger state: the helper opens a
+# VM's files there (beneath it, no link followed) to bind them into the
+# VM's Firecracker jail.
+ProtectHome=tmpfs
+BindPaths=-{state}
 PrivateTmp=yes
 ProtectKernelModules=yes
-ProtectControlGroups=yes
+# (No ProtectControlGroups: the helper makes the jails' and QEMU's cgroups.)
 ProtectClock=yes
 RestrictRealtime=yes
 LockPersonality=yes
@@ -195,6 +199,7 @@ WantedBy=multi-user.target
 ",
         bangerd = bangerd.display(),
         install = install_file.display(),
+        state = owner_state.display(),
     )
 }
 
@@ -390,7 +395,7 @@ async fn install(a: InstallArgs) -> anyhow::Result<i32> {
     let bangerd_bin = layout.bin("bangerd");
     let kvm_group = nix::unistd::Group::from_name("kvm").ok().flatten().is_some();
     for (name, text) in [
-        (HELPER_UNIT, helper_unit(&bangerd_bin, &install_file)),
+        (HELPER_UNIT, helper_unit(&bangerd_bin, &install_file, &paths.state_dir)),
         (DAEMON_UNIT, daemon_unit(&bangerd_bin, &file, &paths, kvm_group)),
     ] {
         let p = layout.unit(name);
@@ -674,7 +679,11 @@ mod tests {
 
     #[test]
     fn units_are_hardened_and_keep_vms_across_restarts() {
-        let h = helper_unit(Path::new("/usr/local/bin/bangerd"), Path::new("/etc/banger/install.toml"));
+        let h = helper_unit(
+            Path::new("/usr/local/bin/bangerd"),
+            Path::new("/etc/banger/install.toml"),
+            Path::new("/home/alice/.local/state/banger"),
+        );
         assert!(h.contains(
             "ExecStart=/usr/local/bin/bangerd root-helper --install-file /etc/banger/install.toml"
         ));
@@ -684,10 +693,12 @@ mod tests {
             "RuntimeDirectoryPreserve=yes",
             "NoNewPrivileges=yes",
             "ProtectSystem=strict",
-            "ProtectHome=yes",
+            "ProtectHome=tmpfs",
+            "BindPaths=-/home/alice/.local/state/banger",
         ] {
             assert!(h.contains(line), "helper unit lacks {line}");
         }
+        assert!(!h.lines().any(|l| l.starts_with("ProtectControlGroups=")), "the helper makes cgroups");
         let caps = h.lines().find(|l| l.starts_with("CapabilityBoundingSet=")).unwrap();
         assert!(caps.contains("CAP_NET_ADMIN") && !caps.contains("CAP_SYS_MODULE"), "{caps}");
         assert!(!caps.contains("CAP_SYS_PTRACE") && !caps.contains("CAP_SYS_BOOT"), "{caps}");
