@@ -183,6 +183,16 @@ done < $P/tests
 echo "NESTED-DONE"
 "#;
 
+/// One run of a test inside L1 is killed after this long
+/// (`BANGER_NESTED_TEST_TIMEOUT_SECS`, default [`TEST_TIMEOUT`]).
+fn test_timeout() -> Duration {
+    std::env::var("BANGER_NESTED_TEST_TIMEOUT_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(TEST_TIMEOUT)
+}
+
 fn copy(from: &Path, to: &Path) {
     let ok = Command::new("cp").arg("--sparse=always").arg(from).arg(to).status().unwrap().success();
     assert!(ok, "cannot copy {} to {}", from.display(), to.display());
@@ -210,11 +220,7 @@ fn payload(dir: &Path, tests: &[String]) -> PathBuf {
         copy(&fc_ci, &stage.join("fixtures/fc-ci-vmlinux"));
     }
     std::fs::write(stage.join("tests"), tests.join("\n") + "\n").unwrap();
-    let timeout = std::env::var("BANGER_NESTED_TEST_TIMEOUT_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(TEST_TIMEOUT.as_secs());
-    std::fs::write(stage.join("test-timeout"), timeout.to_string()).unwrap();
+    std::fs::write(stage.join("test-timeout"), test_timeout().as_secs().to_string()).unwrap();
     let env = std::env::var("BANGER_NESTED_ENV").unwrap_or_default();
     let env: Vec<&str> = env.split_whitespace().collect();
     for kv in &env {
@@ -298,6 +304,8 @@ fn session(payload: &Path, console: &Path, deadline: Instant) -> Session {
     let mut child = qemu.spawn().expect("cannot start qemu-system-x86_64");
     let mut last_len = 0;
     let mut last_progress = Instant::now();
+    let (mut last_runs, mut run_started) = (0, Instant::now());
+    let test_limit = test_timeout();
     let ended = loop {
         std::thread::sleep(Duration::from_secs(1));
         let text = console_text(console);
@@ -312,10 +320,26 @@ fn session(payload: &Path, console: &Path, deadline: Instant) -> Session {
             last_len = markers;
             last_progress = Instant::now();
         }
+        // A run of a test (its start, or a rerun's) counted on this side:
+        // L1's own `timeout` has been seen not to fire in an L1 that still
+        // sends its heartbeat.
+        let runs = text
+            .lines()
+            .filter(|l| {
+                ["NESTED-BEGIN ", "NESTED-RETRY ", "NESTED-GUEST-RESET "].iter().any(|m| l.starts_with(m))
+            })
+            .count();
+        if runs != last_runs {
+            last_runs = runs;
+            run_started = Instant::now();
+        }
+        let in_test = text.lines().rfind(|l| l.starts_with("NESTED-BEGIN ") || l.starts_with("NESTED-END "));
+        let running = in_test.is_some_and(|l| l.starts_with("NESTED-BEGIN "));
         if child.try_wait().unwrap().is_some() {
             break Session::Crashed;
         }
-        if last_progress.elapsed() > STALL || Instant::now() > deadline {
+        let overrun = running && run_started.elapsed() > test_limit + Duration::from_secs(120);
+        if last_progress.elapsed() > STALL || overrun || Instant::now() > deadline {
             break Session::Stalled;
         }
     };
