@@ -196,6 +196,27 @@ pub fn is_dynamic(path: &Path) -> std::io::Result<bool> {
     Ok(false)
 }
 
+/// Checks that only root can change `path` or any directory above it:
+/// each one that exists is root's and writable by nobody else (a sticky
+/// directory like /var/tmp is fine: others cannot rename what root put
+/// there). Components not there yet are skipped (root makes them). The
+/// error is the first path that fails, or that cannot be read.
+pub fn only_root_writes(path: &Path) -> Result<(), PathBuf> {
+    for p in path.ancestors().filter(|p| !p.as_os_str().is_empty()) {
+        match std::fs::symlink_metadata(p) {
+            Ok(m) => {
+                let open = m.mode() & 0o022 != 0 && m.mode() & 0o1000 == 0;
+                if m.uid() != 0 || open {
+                    return Err(p.to_path_buf());
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(_) => return Err(p.to_path_buf()),
+        }
+    }
+    Ok(())
+}
+
 /// Starts firecracker for `spec` in a fresh jail. Root only.
 pub fn start(setup: &JailSetup, spec: JailSpec) -> Result<Started, EngineError> {
     check_component(&spec.vm_id, "VM id", &[])?;
@@ -209,28 +230,18 @@ pub fn start(setup: &JailSetup, spec: JailSpec) -> Result<Started, EngineError> 
         check_file(f, setup.uid)?;
     }
     // Only root may write on the way to the jail: a directory anyone else
-    // could rename or fill would let them steer the jailer. (A sticky
-    // directory like /var/tmp is fine: others cannot rename what root put
-    // there.) Checked before anything is made.
-    let mut p = setup.base.clone();
-    loop {
-        match std::fs::symlink_metadata(&p) {
-            Ok(m) => {
-                let open = m.mode() & 0o022 != 0 && m.mode() & 0o1000 == 0;
-                if m.uid() != 0 || open || !m.is_dir() {
-                    return Err(EngineError::Launch(format!(
-                        "{} must be a directory owned by root and writable by root alone (jail base {})",
-                        p.display(),
-                        setup.base.display()
-                    )));
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {} // made below, by root
-            Err(e) => return Err(EngineError::Launch(format!("cannot stat {}: {e}", p.display()))),
-        }
-        if !p.pop() || p.as_os_str().is_empty() {
-            break;
-        }
+    // could rename or fill would let them steer the jailer. Checked before
+    // anything is made.
+    let not_root_only = |p: &Path| {
+        EngineError::Launch(format!(
+            "{} must be a directory owned by root and writable by root alone (jail base {})",
+            p.display(),
+            setup.base.display()
+        ))
+    };
+    only_root_writes(&setup.base).map_err(|p| not_root_only(&p))?;
+    if std::fs::symlink_metadata(&setup.base).is_ok_and(|m| !m.is_dir()) {
+        return Err(not_root_only(&setup.base));
     }
     release(&setup.base, &spec.vm_id)?;
     let root = root(&setup.base, &spec.vm_id);

@@ -257,11 +257,8 @@ WantedBy=multi-user.target
 /// Whether `path` and every directory above it belong to root and only
 /// root may write them: a binary root runs must not be anyone else's.
 fn root_owned(path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
     let Ok(path) = path.canonicalize() else { return false };
-    path.ancestors().all(|p| {
-        std::fs::metadata(p).is_ok_and(|m| m.uid() == 0 && (m.mode() & 0o022 == 0 || m.mode() & 0o1000 != 0))
-    })
+    banger_engine::firecracker::jail::only_root_writes(&path).is_ok()
 }
 
 fn write_file(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
