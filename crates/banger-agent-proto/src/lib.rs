@@ -37,7 +37,7 @@ mod uds;
 
 pub use frame::{read_frame, write_frame, write_json, Frame, Kind, MAX_PAYLOAD};
 pub use messages::*;
-pub use uds::{connect_uds, ConnectError};
+pub use uds::{connect_uds, connect_uds_within, ConnectError};
 
 /// The vsock port the agent listens on inside every guest.
 pub const AGENT_PORT: u32 = 1024;

@@ -50,6 +50,17 @@ impl EngineKind {
         }
     }
 
+    /// Whether a host client may give up on a vsock handshake (close
+    /// between `CONNECT` and `OK`) without harm. Firecracker's muxer drops
+    /// the pending request; vhost-device-vsock 0.3, QEMU's vsock here, can
+    /// wedge the VM's vsock when a client does that.
+    pub fn vsock_handshake_abandonable(self) -> bool {
+        match self {
+            EngineKind::Firecracker => true,
+            EngineKind::Qemu => false,
+        }
+    }
+
     /// What the engine's log in `vm_dir` says about why it stopped: its
     /// last lines, and for Firecracker the errors before them (a vCPU's
     /// "Unexpected exit reason on vcpu run: Shutdown" is followed by

@@ -21,7 +21,7 @@ use crate::config::EngineChoice;
 use crate::error::{join_errors, store_err, Result};
 use crate::util::{now_ms, rfc3339};
 use banger_agent_proto::client::call;
-use banger_agent_proto::{connect_uds, Health, Op, AGENT_PORT};
+use banger_agent_proto::{connect_uds, connect_uds_within, Health, Op, AGENT_PORT};
 use banger_api::{ApiError, Vm, VmRuntime, VmState};
 use banger_engine::qemu::Qemu;
 use banger_engine::{
@@ -45,6 +45,13 @@ const GUEST_CID: u32 = 3;
 /// How long one boot-time probe of the agent may go unanswered before a new
 /// one is started beside it (see [`Daemon::wait_for_agent`]).
 const ATTEMPT_PATIENCE: Duration = Duration::from_secs(3);
+
+/// How long a running guest's agent may leave one connection unanswered
+/// (engines where giving up is harmless), and how many connections it
+/// gets before `vm exec` and friends fail: a healthy agent answers in
+/// milliseconds, a busy guest within seconds.
+const AGENT_ANSWER_ATTEMPT: Duration = Duration::from_secs(10);
+const AGENT_ANSWER_ATTEMPTS: u32 = 3;
 
 /// A live engine process for one VM.
 #[derive(Debug)]
@@ -1045,16 +1052,32 @@ impl Daemon {
             return Err(ApiError::precondition(format!("VM {:?} is not running ({})", vm.name, vm.state))
                 .with_hint(format!("start it with `banger vm start {}`", vm.name)));
         };
-        if VmState::parse(&vm.state) == Some(VmState::Starting) {
-            return Err(ApiError::precondition(format!("VM {:?} is still starting", vm.name))
-                .with_hint("wait for `banger vm start` to finish"));
+        match VmState::parse(&vm.state) {
+            Some(VmState::Starting) => {
+                return Err(ApiError::precondition(format!("VM {:?} is still starting", vm.name))
+                    .with_hint("wait for `banger vm start` to finish"))
+            }
+            // Its vCPUs are frozen: nothing in it would answer.
+            Some(VmState::Paused) => {
+                return Err(ApiError::precondition(format!("VM {:?} is paused", vm.name))
+                    .with_hint(format!("resume it with `banger vm resume {}`", vm.name)))
+            }
+            _ => {}
         }
-        // Bounded, but generous: giving up between CONNECT and OK can wedge
-        // vhost-device-vsock, so this only ends early when the VM is gone.
-        let connect = connect_uds(&rt.handles.vsock_uds, AGENT_PORT);
+        // Where giving up between CONNECT and OK is harmless (Firecracker)
+        // a guest that never answers ends the wait; under QEMU it would
+        // wedge vhost-device-vsock, so there only the VM's end ends it.
+        let uds = &rt.handles.vsock_uds;
+        let connect = async {
+            if rt.handles.engine.vsock_handshake_abandonable() {
+                connect_uds_within(uds, AGENT_PORT, AGENT_ANSWER_ATTEMPT, AGENT_ANSWER_ATTEMPTS).await
+            } else {
+                connect_uds(uds, AGENT_PORT).await
+            }
+        };
         tokio::select! {
             r = connect => r.map_err(|e| ApiError::unavailable(format!("The guest agent of VM {:?} does not answer: {e}", vm.name))
-                .with_hint(format!("the guest may be shutting down or hung; see `banger vm logs {}`, or restart it", vm.name))),
+                .with_hint(format!("the guest may be shutting down, hung or out of memory; see `banger vm logs {}`, or restart it", vm.name))),
             _ = rt.wait_exit() => Err(ApiError::precondition(format!("VM {:?} stopped", vm.name))),
         }
     }
