@@ -455,3 +455,72 @@ pub struct Deleted {
     pub id: String,
     pub name: String,
 }
+
+/// `GET /v1/ssh`: where banger keeps its SSH material (all under the
+/// daemon's state dir).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshInfo {
+    pub private_key: String,
+    pub public_key: String,
+    pub known_hosts: String,
+}
+
+/// `POST /v1/ssh/config`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshConfigRequest {
+    /// Absolute path of the banger executable for the ProxyCommand.
+    pub banger: String,
+}
+
+/// `POST /v1/ssh/config`: the ssh_config banger wrote (a `Host *.vm` block).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshConfigWritten {
+    pub path: String,
+    pub text: String,
+}
+
+/// `POST /v1/vms/{vm}/forget-host-key`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostKeyForgotten {
+    pub name: String,
+    /// Whether a pinned key was there to forget.
+    pub forgotten: bool,
+}
+
+/// `PUT /v1/vms/{vm}/workspace`: what was copied into the VM, recorded
+/// for `workspace export`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetWorkspaceRequest {
+    pub guest_path: String,
+    pub host_path: String,
+    pub head: String,
+    #[serde(default)]
+    pub branch: Option<String>,
+}
+
+/// `POST /v1/daemon/shutdown`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShutdownStarted {
+    pub stopping: bool,
+}
+
+/// How one `GET /v1/doctor` check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckLevel {
+    Pass,
+    Warn,
+    Fail,
+}
+
+/// One `GET /v1/doctor` check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DoctorCheck {
+    pub name: String,
+    pub level: CheckLevel,
+    pub detail: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}

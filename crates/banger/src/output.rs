@@ -50,7 +50,8 @@ pub fn fields(pairs: &[(&str, String)]) {
 /// Prints an error the way every command does: one `error:` line naming
 /// what failed, then a `hint:` line when there is a next step.
 pub fn error(err: &anyhow::Error) {
-    if let Some(api) = err.downcast_ref::<ApiError>() {
+    let top = err.downcast_ref::<ApiError>();
+    if let Some(api) = top.or_else(|| err.downcast_ref::<banger_client::Error>().and_then(|c| c.api())) {
         eprintln!("error: {}", api.message);
         if let Some(h) = &api.hint {
             eprintln!("hint: {h}");
@@ -58,11 +59,16 @@ pub fn error(err: &anyhow::Error) {
         return;
     }
     eprintln!("error: {err:#}");
-    if let Some(api) = err.chain().find_map(|e| e.downcast_ref::<ApiError>()) {
+    if let Some(api) = err.chain().find_map(as_api) {
         if let Some(h) = &api.hint {
             eprintln!("hint: {h}");
         }
     }
+}
+
+/// The daemon's error (code, message, hint), raised here or by the client.
+fn as_api<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a ApiError> {
+    e.downcast_ref::<ApiError>().or_else(|| e.downcast_ref::<banger_client::Error>().and_then(|c| c.api()))
 }
 
 /// Shows progress events on stderr: a spinner with the current phase on a

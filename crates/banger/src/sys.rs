@@ -1,20 +1,5 @@
 //! The CLI's few raw system calls.
 
-use std::os::unix::process::CommandExt;
-
-/// Makes `cmd` start in a new session, detached from our terminal and
-/// process group, so the daemon outlives this CLI and ignores its Ctrl-C.
-pub fn detach(cmd: &mut std::process::Command) {
-    // SAFETY: the closure runs in the forked child before exec and only
-    // calls setsid(2), which is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::unistd::setsid().map_err(std::io::Error::from)?;
-            Ok(())
-        });
-    }
-}
-
 /// The terminal's size (rows, cols), from stdout or stdin.
 pub fn window_size() -> Option<(u16, u16)> {
     for fd in [libc::STDOUT_FILENO, libc::STDIN_FILENO] {

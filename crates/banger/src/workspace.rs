@@ -497,13 +497,7 @@ pub async fn seed(client: &Client, vm: &str, p: &Plan) -> anyhow::Result<()> {
     let packer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
         write_tar(ChunkWriter { tx, buf: Vec::new() }, &prefix, 0o700, gitdir.path(), &root, &files)
     });
-    let seeded = client
-        .put_stream::<banger_api::Vm>(
-            &format!("/v1/vms/{}/seed", crate::commands::seg(vm)),
-            "application/x-tar",
-            rx,
-        )
-        .await;
+    let seeded = client.seed_vm(vm, rx).await;
     // The packer's error is the cause when both failed (a stream cut short).
     let packed = packer.await?;
     packed.map_err(|e| anyhow::anyhow!("cannot prepare the workspace: {e}"))?;
@@ -567,14 +561,13 @@ async fn finish_in_guest(client: &Client, vm: &str, p: &Plan) -> anyhow::Result<
 /// Tells the daemon which workspace the VM holds.
 async fn record(client: &Client, vm: &str, p: &Plan) -> anyhow::Result<()> {
     let guest = p.guest_path();
-    let body = serde_json::json!({
-        "guest_path": guest,
-        "host_path": p.root.display().to_string(),
-        "head": p.head,
-        "branch": p.new_branch.clone().or(p.branch.clone()),
-    });
-    let _: banger_api::Vm =
-        client.put(&format!("/v1/vms/{}/workspace", crate::commands::seg(vm)), &body).await?;
+    let req = banger_api::SetWorkspaceRequest {
+        guest_path: guest,
+        host_path: p.root.display().to_string(),
+        head: p.head.clone(),
+        branch: p.new_branch.clone().or(p.branch.clone()),
+    };
+    client.set_workspace(vm, &req).await?;
     Ok(())
 }
 

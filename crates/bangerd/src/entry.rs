@@ -13,6 +13,10 @@ pub fn main() {
     // database. Modes that must differ are set explicitly.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "system") {
+        // `banger system …`, which the CLI execs as `bangerd system …`.
+        std::process::exit(crate::install::main(&args[1..]));
+    }
     if args.iter().any(|a| a == "--version" || a == "-V") {
         println!("bangerd {}", banger_api::build_id());
         return;
@@ -29,7 +33,8 @@ pub fn main() {
         println!(
             "bangerd: the banger daemon (one per user).\n\n\
              Usage: bangerd [--version]\n\
-             \x20      bangerd root-helper [--install-file PATH] [--socket PATH]\n\n\
+             \x20      bangerd root-helper [--install-file PATH] [--socket PATH]\n\
+             \x20      bangerd system install|status|uninstall ...   (what `banger system` runs)\n\n\
              The banger CLI starts it on first use. It serves its API on\n\
              $XDG_RUNTIME_DIR/banger/bangerd.sock and keeps its state under\n\
              $XDG_STATE_HOME/banger. Set RUST_LOG=debug for more detail.\n\n\

@@ -21,8 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Where `banger system install` records the installation.
-pub const INSTALL_FILE: &str = "/etc/banger/install.toml";
+pub use banger_paths::INSTALL_FILE;
 
 /// A request line longer than this is refused.
 const MAX_REQUEST: u64 = 64 * 1024;

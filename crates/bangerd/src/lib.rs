@@ -13,6 +13,7 @@ pub mod config;
 pub mod entry;
 pub mod error;
 pub mod helper;
+pub mod install;
 pub mod paths;
 pub mod privileged;
 pub mod server;

@@ -6,10 +6,11 @@
 //! daemon. Those lookups never start a daemon and give up after half a
 //! second: with no daemon they simply offer nothing.
 
-use bangerd::paths::Paths;
+use crate::client::{Client, Endpoint};
+use banger_paths::Paths;
 use clap::Args;
 use clap_complete::engine::CompletionCandidate;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::time::Duration;
 
 #[derive(Debug, Args)]
@@ -36,44 +37,39 @@ pub fn run(a: CompletionArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// GETs `path` from a running daemon; `None` on any trouble.
-fn daemon_get(path: &str) -> Option<serde_json::Value> {
-    let sock = Paths::from_env().ok()?.socket();
-    let mut s = std::os::unix::net::UnixStream::connect(sock).ok()?;
-    s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
-    s.set_write_timeout(Some(Duration::from_millis(500))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: bangerd\r\nConnection: close\r\n\r\n").ok()?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).ok()?;
-    let text = String::from_utf8_lossy(&buf);
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    if !head.starts_with("HTTP/1.1 200") {
-        return None;
+/// Asks a running daemon (never starting one) for names, within half a
+/// second; nothing on any trouble.
+fn names<T, F, Fut>(list: F, candidate: impl Fn(&T) -> CompletionCandidate) -> Vec<CompletionCandidate>
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: std::future::Future<Output = banger_client::Result<Vec<T>>>,
+{
+    let Ok(paths) = Paths::from_env() else { return Vec::new() };
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+        return Vec::new();
+    };
+    let endpoint = Endpoint::for_paths(&paths);
+    let items = rt.block_on(async {
+        tokio::time::timeout(Duration::from_millis(500), list(Client::new(endpoint))).await
+    });
+    match items {
+        Ok(Ok(items)) => items.iter().map(candidate).collect(),
+        _ => Vec::new(),
     }
-    serde_json::from_str(body).ok()
 }
 
-fn names(path: &str, help: &[&str]) -> Vec<CompletionCandidate> {
-    let Some(serde_json::Value::Array(items)) = daemon_get(path) else { return Vec::new() };
-    items
-        .iter()
-        .filter_map(|i| {
-            let name = i.get("name")?.as_str()?;
-            let about: Vec<String> =
-                help.iter().filter_map(|k| i.get(*k).and_then(|v| v.as_str()).map(str::to_string)).collect();
-            Some(CompletionCandidate::new(name).help(Some(about.join(" ").into())))
-        })
-        .collect()
+fn named(name: &str, about: &[&str]) -> CompletionCandidate {
+    CompletionCandidate::new(name).help(Some(about.join(" ").into()))
 }
 
 pub fn vms() -> Vec<CompletionCandidate> {
-    names("/v1/vms", &["state", "image"])
+    names(|c| async move { c.vms().await }, |v| named(&v.name, &[v.state.as_str(), &v.image]))
 }
 
 pub fn images() -> Vec<CompletionCandidate> {
-    names("/v1/images", &["source"])
+    names(|c| async move { c.images().await }, |i| named(&i.name, &[&i.source]))
 }
 
 pub fn kernels() -> Vec<CompletionCandidate> {
-    names("/v1/kernels", &["source"])
+    names(|c| async move { c.kernels().await }, |k| named(&k.name, &[&k.source]))
 }

@@ -14,7 +14,7 @@ pub enum ConfigCmd {
 
 pub async fn run(client: Client, cmd: ConfigCmd) -> anyhow::Result<i32> {
     let ConfigCmd::Show(f) = cmd;
-    let view: ConfigView = client.get("/v1/config").await?;
+    let view: ConfigView = client.config().await?;
     if f.json {
         output::json(&view)?;
         return Ok(0);
@@ -38,7 +38,7 @@ pub async fn run(client: Client, cmd: ConfigCmd) -> anyhow::Result<i32> {
         .collect();
     output::table(&["KEY", "VALUE", "SOURCE"], &rows);
     // The daemon reads the file when it starts; say so if it changed since.
-    let info: DaemonInfo = client.get("/v1/version").await?;
+    let info: DaemonInfo = client.version().await?;
     let changed = std::fs::metadata(&view.path)
         .and_then(|m| m.modified())
         .ok()

@@ -1,8 +1,9 @@
 //! `banger daemon`: status and stop. These never start a daemon.
 
 use super::JsonFlag;
-use crate::client::Client;
+use crate::client::{Client, Endpoint};
 use crate::output;
+use banger_paths::Paths;
 use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
@@ -13,7 +14,9 @@ pub enum DaemonCmd {
     Stop,
 }
 
-pub async fn run(client: Client, cmd: DaemonCmd) -> anyhow::Result<i32> {
+pub async fn run(paths: &Paths, cmd: DaemonCmd) -> anyhow::Result<i32> {
+    let client = Client::new(Endpoint::for_paths(paths));
+    let service = paths.is_service();
     match cmd {
         DaemonCmd::Status(f) => match client.info().await? {
             Some(info) => {
@@ -39,12 +42,12 @@ pub async fn run(client: Client, cmd: DaemonCmd) -> anyhow::Result<i32> {
                 Ok(0)
             }
             None => {
-                let sock = client.paths.socket().display().to_string();
+                let sock = paths.socket().display().to_string();
                 if f.json {
                     output::json(&serde_json::json!({"running": false, "socket": sock}))?;
                 } else {
                     println!("bangerd is not running (socket {sock})");
-                    if client.paths.is_service() {
+                    if service {
                         eprintln!("hint: it is bangerd.service: `sudo systemctl start bangerd-root bangerd`");
                     } else {
                         eprintln!("hint: any banger command starts it, e.g. `banger ps`");
@@ -57,7 +60,7 @@ pub async fn run(client: Client, cmd: DaemonCmd) -> anyhow::Result<i32> {
             Some(info) => {
                 client.stop_daemon().await?;
                 println!("bangerd (pid {}) stopped; running VMs keep running", info.pid);
-                if client.paths.is_service() {
+                if service {
                     eprintln!(
                         "note: it is bangerd.service; start it again with `sudo systemctl start bangerd`"
                     );

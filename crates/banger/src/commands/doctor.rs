@@ -3,10 +3,10 @@
 use super::JsonFlag;
 use crate::client::Client;
 use crate::output;
-use bangerd::service::doctor::{Check, Level};
+use banger_api::{CheckLevel as Level, DoctorCheck as Check};
 
 pub async fn run(client: &Client, f: JsonFlag) -> anyhow::Result<i32> {
-    let checks: Vec<Check> = client.get("/v1/doctor").await?;
+    let checks: Vec<Check> = client.doctor().await?;
     let failed = checks.iter().any(|c| c.level == Level::Fail);
     if f.json {
         output::json(&checks)?;

@@ -1,7 +1,7 @@
 //! `banger image`: pull, import, bundle, build, register, list, show,
 //! delete, cache prune.
 
-use super::{absolute, for_each_ref, seg};
+use super::{absolute, for_each_ref};
 use crate::client::Client;
 use crate::output;
 use banger_api::{
@@ -183,7 +183,7 @@ pub async fn run(client: Client, cmd: ImageCmd) -> anyhow::Result<i32> {
             let mut view = crate::output::ProgressView::new(a.quiet);
             let req =
                 PullImageRequest { reference: a.reference, name: a.name, size_mib: a.size, kernel: a.kernel };
-            let i: Image = client.post_stream("/v1/images/pull", &req, |e| view.event(e)).await?;
+            let i: Image = client.pull_image(&req, |e| view.event(e)).await?;
             view.finish();
             print_one(&i, a.json)?;
             Ok(0)
@@ -196,19 +196,19 @@ pub async fn run(client: Client, cmd: ImageCmd) -> anyhow::Result<i32> {
                 size_mib: a.size,
                 kernel: a.kernel,
             };
-            let i: Image = client.post_stream("/v1/images/import", &req, |e| view.event(e)).await?;
+            let i: Image = client.import_image(&req, |e| view.event(e)).await?;
             view.finish();
             print_one(&i, a.json)?;
             Ok(0)
         }
         ImageCmd::Bundle(a) => {
             let req = BundleRequest { output: absolute(&a.output)?, url: a.url };
-            let b: Bundle = client.post(&format!("/v1/images/{}/bundle", seg(&a.image)), &req).await?;
+            let b: Bundle = client.bundle_image(&a.image, &req).await?;
             print_bundle(&b, a.json)
         }
         ImageCmd::Cache(CacheCmd::Prune(a)) => {
             let r: PruneCacheResult =
-                client.post("/v1/images/cache/prune", &PruneCacheRequest { dry_run: a.dry_run }).await?;
+                client.prune_image_cache(&PruneCacheRequest { dry_run: a.dry_run }).await?;
             if a.json {
                 output::json(&r)?;
             } else {
@@ -220,20 +220,20 @@ pub async fn run(client: Client, cmd: ImageCmd) -> anyhow::Result<i32> {
         ImageCmd::List(f) if f.available => list_available(&client, "image", f.json).await,
         ImageCmd::Register(a) => {
             let req = RegisterImageRequest { name: a.name, rootfs: absolute(&a.rootfs)?, kernel: a.kernel };
-            let i: Image = client.post("/v1/images", &req).await?;
+            let i: Image = client.register_image(&req).await?;
             print_one(&i, a.json)?;
             Ok(0)
         }
         ImageCmd::Build(a) => {
             let mut view = crate::output::ProgressView::new(false);
             let req = banger_api::BuildImageRequest { name: a.name, size_mib: a.size, kernel: a.kernel };
-            let i: Image = client.post_stream("/v1/images/build", &req, |e| view.event(e)).await?;
+            let i: Image = client.build_image(&req, |e| view.event(e)).await?;
             view.finish();
             print_one(&i, a.json)?;
             Ok(0)
         }
         ImageCmd::List(f) => {
-            let is: Vec<Image> = client.get("/v1/images").await?;
+            let is: Vec<Image> = client.images().await?;
             if f.json {
                 output::json(&is)?;
             } else {
@@ -255,14 +255,14 @@ pub async fn run(client: Client, cmd: ImageCmd) -> anyhow::Result<i32> {
             Ok(0)
         }
         ImageCmd::Show(a) => {
-            let i: Image = client.get(&format!("/v1/images/{}", seg(&a.image))).await?;
+            let i: Image = client.image(&a.image).await?;
             print_one(&i, a.json)?;
             Ok(0)
         }
         ImageCmd::Delete(a) => {
             let (done, ok) = for_each_ref(&a.images, |r| {
                 let c = client.clone();
-                async move { c.delete::<Image>(&format!("/v1/images/{}", seg(&r))).await }
+                async move { c.delete_image(&r).await }
             })
             .await;
             if a.json {
@@ -315,7 +315,7 @@ pub fn print_bundle(b: &Bundle, json: bool) -> anyhow::Result<i32> {
 
 /// `image list --available` / `kernel list --available`.
 pub async fn list_available(client: &Client, kind: &str, json: bool) -> anyhow::Result<i32> {
-    let v: CatalogView = client.get("/v1/catalog").await?;
+    let v: CatalogView = client.catalog().await?;
     let entries: Vec<_> = v.entries.into_iter().filter(|e| e.kind == kind).collect();
     for w in &v.warnings {
         eprintln!("warning: {w}");

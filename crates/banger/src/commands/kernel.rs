@@ -1,7 +1,7 @@
 //! `banger kernel`: pull, import, bundle, build, list, show, rm.
 
 use super::image::ListArgs;
-use super::{absolute, for_each_ref, seg};
+use super::{absolute, for_each_ref};
 use crate::client::Client;
 use crate::output;
 use anyhow::Context;
@@ -102,16 +102,15 @@ pub async fn run(client: Client, cmd: KernelCmd) -> anyhow::Result<i32> {
     match cmd {
         KernelCmd::Pull(a) => {
             let mut view = crate::output::ProgressView::new(a.quiet);
-            let k: Kernel = client
-                .post_stream("/v1/kernels/pull", &PullKernelRequest { name: a.name }, |e| view.event(e))
-                .await?;
+            let k: Kernel =
+                client.pull_kernel(&PullKernelRequest { name: a.name }, |e| view.event(e)).await?;
             view.finish();
             print_one(&k, a.json)?;
             Ok(0)
         }
         KernelCmd::Bundle(a) => {
             let req = BundleRequest { output: absolute(&a.output)?, url: a.url };
-            let b: Bundle = client.post(&format!("/v1/kernels/{}/bundle", seg(&a.name)), &req).await?;
+            let b: Bundle = client.bundle_kernel(&a.name, &req).await?;
             super::image::print_bundle(&b, a.json)
         }
         KernelCmd::List(f) if f.available => super::image::list_available(&client, "kernel", f.json).await,
@@ -121,7 +120,7 @@ pub async fn run(client: Client, cmd: KernelCmd) -> anyhow::Result<i32> {
                 vmlinux: absolute(&a.vmlinux)?,
                 initrd: a.initrd.as_deref().map(absolute).transpose()?,
             };
-            let k: Kernel = client.post("/v1/kernels", &req).await?;
+            let k: Kernel = client.import_kernel(&req).await?;
             print_one(&k, a.json)?;
             Ok(0)
         }
@@ -132,13 +131,13 @@ pub async fn run(client: Client, cmd: KernelCmd) -> anyhow::Result<i32> {
                 None => None,
             };
             let req = banger_api::BuildKernelRequest { name: a.name, config };
-            let k: Kernel = client.post_stream("/v1/kernels/build", &req, |e| view.event(e)).await?;
+            let k: Kernel = client.build_kernel(&req, |e| view.event(e)).await?;
             view.finish();
             print_one(&k, a.json)?;
             Ok(0)
         }
         KernelCmd::List(f) => {
-            let ks: Vec<Kernel> = client.get("/v1/kernels").await?;
+            let ks: Vec<Kernel> = client.kernels().await?;
             if f.json {
                 output::json(&ks)?;
             } else {
@@ -159,14 +158,14 @@ pub async fn run(client: Client, cmd: KernelCmd) -> anyhow::Result<i32> {
             Ok(0)
         }
         KernelCmd::Show(a) => {
-            let k: Kernel = client.get(&format!("/v1/kernels/{}", seg(&a.name))).await?;
+            let k: Kernel = client.kernel(&a.name).await?;
             print_one(&k, a.json)?;
             Ok(0)
         }
         KernelCmd::Rm(a) => {
             let (done, ok) = for_each_ref(&a.names, |n| {
                 let c = client.clone();
-                async move { c.delete::<Kernel>(&format!("/v1/kernels/{}", seg(&n))).await }
+                async move { c.delete_kernel(&n).await }
             })
             .await;
             if a.json {

@@ -11,13 +11,12 @@ mod image;
 mod kernel;
 mod run;
 mod ssh;
-mod system;
 mod vm;
 mod workspace;
 
-use crate::client::Client;
+use crate::client;
 use crate::output;
-use bangerd::paths::Paths;
+use banger_paths::Paths;
 use clap::{Args, Parser, Subcommand};
 
 const ABOUT: &str = "One-command development sandboxes on Firecracker microVMs";
@@ -75,10 +74,34 @@ enum Cmd {
     /// Print the version and commit of this build
     Version(JsonFlag),
     /// Install banger as system services: the daemon as a user plus a small root helper
-    #[command(subcommand)]
-    System(system::SystemCmd),
+    /// (install, status, uninstall; `banger system --help` for more)
+    #[command(disable_help_flag = true)]
+    System(SystemArgs),
     /// Print a shell completion script (with live VM, image and kernel names)
     Completion(completion::CompletionArgs),
+}
+
+/// `banger system …`: handed whole to `bangerd system …`, which owns the
+/// host-side install (it acts as root with the daemon's own policy).
+#[derive(Debug, Args)]
+pub struct SystemArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+    args: Vec<std::ffi::OsString>,
+}
+
+/// Replaces this process with `bangerd system ARGS`, telling it which CLI
+/// to install.
+fn system(a: SystemArgs) -> anyhow::Result<i32> {
+    use std::os::unix::process::CommandExt;
+    let bangerd = banger_client::daemon_binary().ok_or_else(|| {
+        anyhow::anyhow!("Cannot find bangerd (looked next to banger, in $BANGER_DAEMON_BIN and on PATH)")
+    })?;
+    let err = std::process::Command::new(&bangerd)
+        .arg("system")
+        .args(&a.args)
+        .env("BANGER_CLI_BIN", std::env::current_exe()?)
+        .exec();
+    Err(anyhow::anyhow!("Cannot run {}: {err}", bangerd.display()))
 }
 
 /// `--json` alone.
@@ -104,7 +127,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     let paths = Paths::from_env()?;
     match cli.cmd {
         Cmd::Completion(a) => completion::run(a),
-        Cmd::System(c) => system::run(c).await,
+        Cmd::System(a) => system(a),
         Cmd::Version(f) => {
             if f.json {
                 output::json(&serde_json::json!({
@@ -117,14 +140,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Cmd::Daemon(c) => daemon::run(Client::new(paths), c).await,
-        Cmd::SshConfig(a) => ssh::ssh_config(&Client::connect(paths).await?, a).await,
-        Cmd::Doctor(f) => doctor::run(&Client::connect(paths).await?, f).await,
-        Cmd::Config(c) => config::run(Client::connect(paths).await?, c).await,
-        Cmd::Vm(c) => vm::run(Client::connect(paths).await?, c).await,
-        Cmd::Ps(a) => vm::list(&Client::connect(paths).await?, &a).await,
-        Cmd::Image(c) => image::run(Client::connect(paths).await?, c).await,
-        Cmd::Kernel(c) => kernel::run(Client::connect(paths).await?, c).await,
+        Cmd::Daemon(c) => daemon::run(&paths, c).await,
+        Cmd::SshConfig(a) => ssh::ssh_config(&client::connect(&paths).await?, a).await,
+        Cmd::Doctor(f) => doctor::run(&client::connect(&paths).await?, f).await,
+        Cmd::Config(c) => config::run(client::connect(&paths).await?, c).await,
+        Cmd::Vm(c) => vm::run(client::connect(&paths).await?, c).await,
+        Cmd::Ps(a) => vm::list(&client::connect(&paths).await?, &a).await,
+        Cmd::Image(c) => image::run(client::connect(&paths).await?, c).await,
+        Cmd::Kernel(c) => kernel::run(client::connect(&paths).await?, c).await,
     }
 }
 
@@ -137,10 +160,11 @@ pub fn absolute(path: &std::path::Path) -> anyhow::Result<String> {
 
 /// Runs `op` for each reference concurrently, printing each failure as it
 /// comes; returns the successes in the order given and whether all succeeded.
-pub async fn for_each_ref<T, F, Fut>(refs: &[String], op: F) -> (Vec<T>, bool)
+pub async fn for_each_ref<T, E, F, Fut>(refs: &[String], op: F) -> (Vec<T>, bool)
 where
     F: Fn(String) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<T>>,
+    Fut: std::future::Future<Output = Result<T, E>>,
+    E: Into<anyhow::Error>,
 {
     let mut seen = Vec::new();
     for r in refs {
@@ -159,24 +183,11 @@ where
                 if refs.len() > 1 {
                     eprint!("{r}: ");
                 }
-                output::error(&e);
+                output::error(&e.into());
             }
         }
     }
     (ok, all_ok)
-}
-
-/// Percent-encodes a path segment (VM, image, kernel references).
-pub fn seg(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// Total size of the files under `p` (or of `p` itself), not following

@@ -3,7 +3,6 @@
 //! shell, or a command whose exit status becomes banger's.
 
 use super::exec::ExecArgs;
-use super::seg;
 use crate::client::Client;
 use crate::output::ProgressView;
 use crate::workspace;
@@ -100,7 +99,7 @@ pub async fn run(client: &Client, a: RunArgs) -> anyhow::Result<i32> {
         Some(p) => Some(workspace::plan(p, a.include_untracked, a.branch.clone(), a.from.clone())?),
         None => None,
     };
-    let config: ConfigView = client.get("/v1/config").await?;
+    let config: ConfigView = client.config().await?;
     let default =
         |k: &str| config.entries.iter().find(|e| e.key == k).map(|e| e.value.clone()).unwrap_or_default();
     let image =
@@ -139,7 +138,7 @@ pub async fn run(client: &Client, a: RunArgs) -> anyhow::Result<i32> {
     let mut reserved: Option<String> = None;
     let mut view = ProgressView::new(false);
     let created = {
-        let create = client.post_stream::<_, Vm>("/v1/vms", &req, |e| {
+        let create = client.create_vm(&req, |e| {
             if let Event::Phase { phase, message } = e {
                 if phase == "reserved" {
                     reserved = message.split_whitespace().next().map(String::from);
@@ -159,16 +158,16 @@ pub async fn run(client: &Client, a: RunArgs) -> anyhow::Result<i32> {
         Some(Err(e)) => {
             if a.rm {
                 if let Some(id) = &reserved {
-                    let _ = client.delete::<Vm>(&format!("/v1/vms/{id}")).await;
+                    let _ = client.delete_vm(id).await;
                 }
             }
-            return Err(e);
+            return Err(e.into());
         }
         None => {
             eprintln!("interrupted");
             if let Some(id) = &reserved {
                 if a.rm {
-                    let _ = client.delete::<Vm>(&format!("/v1/vms/{id}")).await;
+                    let _ = client.delete_vm(id).await;
                     eprintln!("deleted the VM");
                 } else {
                     eprintln!("the VM keeps booting; delete it with `banger vm delete {id}`");
@@ -182,7 +181,7 @@ pub async fn run(client: &Client, a: RunArgs) -> anyhow::Result<i32> {
             Ok(vm) => vm,
             Err(e) => {
                 if a.rm {
-                    let _ = client.delete::<Vm>(&format!("/v1/vms/{}", seg(&vm.id))).await;
+                    let _ = client.delete_vm(&vm.id).await;
                 }
                 return Err(e);
             }
@@ -191,7 +190,7 @@ pub async fn run(client: &Client, a: RunArgs) -> anyhow::Result<i32> {
     };
     let result = after_boot(client, &a, &vm, plan.as_ref()).await;
     if a.rm {
-        match client.delete::<Vm>(&format!("/v1/vms/{}", seg(&vm.id))).await {
+        match client.delete_vm(&vm.id).await {
             Ok(_) => eprintln!("deleted VM {}", vm.name),
             Err(e) => eprintln!("warning: could not delete VM {}: {e:#}", vm.name),
         }
@@ -205,9 +204,7 @@ async fn seed_and_boot(client: &Client, vm: &Vm, p: &workspace::Plan) -> anyhow:
     let work = async {
         workspace::seed(client, &vm.id, p).await?;
         let mut view = ProgressView::new(false);
-        let booted: Vm = client
-            .post_stream(&format!("/v1/vms/{}/start", seg(&vm.id)), &serde_json::json!({}), |e| view.event(e))
-            .await?;
+        let booted: Vm = client.start_vm(&vm.id, |e| view.event(e)).await?;
         view.finish();
         workspace::seeded_boot_done(client, &vm.id, p).await?;
         Ok::<_, anyhow::Error>(booted)

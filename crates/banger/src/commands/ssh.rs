@@ -5,11 +5,10 @@
 //! connect to port 22 inside the guest. Host keys are pinned on first use in
 //! banger's own known_hosts (never the user's).
 
-use super::seg;
 use crate::client::Client;
 use banger_agent_proto::{read_frame, write_json, ConnectRequest, Health, Kind, Op, Request, Response};
+use banger_api::SshInfo;
 use banger_api::{ApiError, Vm, VmState};
-use bangerd::service::guest::SshInfo;
 use clap::Args;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -68,18 +67,16 @@ fn ssh_args(info: &SshInfo, name: &str, exe: &str, strict: &str) -> Vec<String> 
 }
 
 pub async fn ssh(client: &Client, a: SshArgs) -> anyhow::Result<i32> {
-    let vm: Vm = client.get(&format!("/v1/vms/{}", seg(&a.vm))).await?;
+    let vm: Vm = client.vm(&a.vm).await?;
     if vm.state != VmState::Running {
         return Err(ApiError::precondition(format!("VM {:?} is not running ({})", vm.name, vm.state))
             .with_hint(format!("start it with `banger vm start {}`", vm.name))
             .into());
     }
     if a.forget_host_key {
-        let _: serde_json::Value = client
-            .post(&format!("/v1/vms/{}/forget-host-key", seg(&vm.name)), &serde_json::json!({}))
-            .await?;
+        client.forget_host_key(&vm.name).await?;
     }
-    let info: SshInfo = client.get("/v1/ssh").await?;
+    let info: SshInfo = client.ssh().await?;
     let exe = banger_exe()?;
     let mut cmd = std::process::Command::new("ssh");
     cmd.args(ssh_args(&info, &vm.name, &exe, "accept-new"));
@@ -133,7 +130,7 @@ pub async fn proxy(client: &Client, a: ProxyArgs) -> anyhow::Result<i32> {
     // `ssh NAME.vm` must reach exactly NAME: a prefix would let `ssh we.vm`
     // reach `web`, and pin web's host key under another name. From here on
     // the VM is named by its id.
-    let vm: Vm = client.get(&format!("/v1/vms/{}", seg(asked))).await?;
+    let vm: Vm = client.vm(asked).await?;
     if vm.name != asked && vm.id != asked {
         anyhow::bail!(
             "no VM is named {asked:?} ({asked:?} is only the start of {:?}); `vm proxy` and `ssh NAME.vm` take a whole name or id",
@@ -251,9 +248,8 @@ fn without_block(text: &str) -> String {
 pub async fn ssh_config(client: &Client, a: SshConfigArgs) -> anyhow::Result<i32> {
     use std::os::unix::fs::PermissionsExt;
     let exe = banger_exe()?;
-    let written: serde_json::Value =
-        client.post("/v1/ssh/config", &serde_json::json!({ "banger": exe })).await?;
-    let path = written["path"].as_str().unwrap_or_default().to_string();
+    let written = client.write_ssh_config(&exe).await?;
+    let path = written.path.clone();
     let cfg = user_ssh_config()?;
     if a.install || a.uninstall {
         let text = match std::fs::read_to_string(&cfg) {
@@ -295,7 +291,7 @@ pub async fn ssh_config(client: &Client, a: SshConfigArgs) -> anyhow::Result<i32
         }
         return Ok(0);
     }
-    print!("{}", written["text"].as_str().unwrap_or_default());
+    print!("{}", written.text);
     Ok(0)
 }
 

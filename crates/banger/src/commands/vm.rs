@@ -1,6 +1,6 @@
 //! `banger vm`: create, list, show, delete.
 
-use super::{for_each_ref, seg};
+use super::for_each_ref;
 use crate::client::Client;
 use crate::output::{self, ProgressView};
 use banger_api::validate::{self, format_mib};
@@ -198,7 +198,7 @@ pub async fn run(client: Client, cmd: VmCmd) -> anyhow::Result<i32> {
                     None
                 },
             };
-            let vm: Vm = client.post(&format!("/v1/vms/{}/set", seg(&a.vm)), &req).await?;
+            let vm: Vm = client.set_vm(&a.vm, &req).await?;
             if a.json {
                 output::json(&vm)?;
             } else {
@@ -215,7 +215,7 @@ pub async fn run(client: Client, cmd: VmCmd) -> anyhow::Result<i32> {
         VmCmd::Prune(a) => prune(&client, a).await,
         VmCmd::List(a) => list(&client, &a).await,
         VmCmd::Show(a) => {
-            let vm: Vm = client.get(&format!("/v1/vms/{}", seg(&a.vm))).await?;
+            let vm: Vm = client.vm(&a.vm).await?;
             if a.json {
                 output::json(&vm)?;
             } else {
@@ -229,12 +229,7 @@ pub async fn run(client: Client, cmd: VmCmd) -> anyhow::Result<i32> {
                 let c = client.clone();
                 async move {
                     let mut view = ProgressView::new(quiet);
-                    let vm: Vm = c
-                        .post_stream(&format!("/v1/vms/{}/start", seg(&r)), &serde_json::json!({}), |e| {
-                            view.event(e)
-                        })
-                        .await?;
-                    Ok(vm)
+                    c.start_vm(&r, |e| view.event(e)).await
                 }
             })
             .await;
@@ -242,51 +237,46 @@ pub async fn run(client: Client, cmd: VmCmd) -> anyhow::Result<i32> {
             Ok(if ok { 0 } else { 1 })
         }
         VmCmd::Stop(a) => {
-            let body = serde_json::json!({ "timeout_secs": a.timeout });
+            let body = banger_api::StopVmRequest { timeout_secs: Some(a.timeout) };
             let (done, ok) = for_each_ref(&a.vms, |r| {
                 let (c, body) = (client.clone(), body.clone());
-                async move { c.post::<_, Vm>(&format!("/v1/vms/{}/stop", seg(&r)), &body).await }
+                async move { c.stop_vm(&r, &body).await }
             })
             .await;
             report(&done, a.json, "stopped")?;
             Ok(if ok { 0 } else { 1 })
         }
         VmCmd::Restart(a) => {
-            let body = serde_json::json!({ "timeout_secs": a.timeout });
+            let body = banger_api::StopVmRequest { timeout_secs: Some(a.timeout) };
             let quiet = a.vms.len() > 1;
             let (done, ok) = for_each_ref(&a.vms, |r| {
                 let (c, body) = (client.clone(), body.clone());
                 async move {
                     let mut view = ProgressView::new(quiet);
-                    c.post_stream::<_, Vm>(&format!("/v1/vms/{}/restart", seg(&r)), &body, |e| view.event(e))
-                        .await
+                    c.restart_vm(&r, &body, |e| view.event(e)).await
                 }
             })
             .await;
             report(&done, a.json, "restarted")?;
             Ok(if ok { 0 } else { 1 })
         }
-        VmCmd::Pause(a) => simple(&client, &a, "pause", "paused").await,
-        VmCmd::Resume(a) => simple(&client, &a, "resume", "resumed").await,
+        VmCmd::Pause(a) => simple(&client, &a, true, "paused").await,
+        VmCmd::Resume(a) => simple(&client, &a, false, "resumed").await,
         VmCmd::Kill(a) => {
-            let (done, ok) =
-                for_each_ref(&a.vms, |r| {
-                    let c = client.clone();
-                    async move {
-                        c.post::<_, Vm>(&format!("/v1/vms/{}/kill", seg(&r)), &serde_json::json!({})).await
-                    }
-                })
-                .await;
+            let (done, ok) = for_each_ref(&a.vms, |r| {
+                let c = client.clone();
+                async move { c.kill_vm(&r).await }
+            })
+            .await;
             report(&done, a.json, "killed")?;
             Ok(if ok { 0 } else { 1 })
         }
         VmCmd::Logs(a) => {
-            let path = format!("/v1/vms/{}/logs?follow={}", seg(&a.vm), a.follow);
-            client.stream_to_stdout(&path).await?;
+            client.vm_logs(&a.vm, a.follow, &mut std::io::stdout().lock()).await?;
             Ok(0)
         }
         VmCmd::Exec(a) => {
-            let vm: Vm = client.get(&format!("/v1/vms/{}", seg(&a.vm))).await?;
+            let vm: Vm = client.vm(&a.vm).await?;
             let cwd = vm.workspace.as_ref().map(|w| w.guest_path.clone());
             super::exec::run(&client, a, cwd, vm.exec_defaults.as_ref()).await
         }
@@ -349,7 +339,7 @@ async fn create(client: &Client, a: CreateArgs) -> anyhow::Result<i32> {
         nat: a.nat,
     };
     let mut view = ProgressView::new(false);
-    let vm: Vm = client.post_stream("/v1/vms", &req, |e| view.event(e)).await?;
+    let vm: Vm = client.create_vm(&req, |e| view.event(e)).await?;
     view.finish();
     if a.json {
         output::json(&vm)?;
@@ -366,7 +356,7 @@ async fn create(client: &Client, a: CreateArgs) -> anyhow::Result<i32> {
 }
 
 pub async fn list(client: &Client, a: &ListArgs) -> anyhow::Result<i32> {
-    let vms: Vec<Vm> = client.get("/v1/vms").await?;
+    let vms: Vec<Vm> = client.vms().await?;
     if a.json {
         output::json(&vms)?;
         return Ok(0);
@@ -395,12 +385,17 @@ pub async fn list(client: &Client, a: &ListArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// POSTs `/v1/vms/{vm}/{action}` for each VM and reports.
-async fn simple(client: &Client, a: &RefsArgs, action: &str, verb: &str) -> anyhow::Result<i32> {
+/// Pauses (`pause`) or resumes each VM and reports.
+async fn simple(client: &Client, a: &RefsArgs, pause: bool, verb: &str) -> anyhow::Result<i32> {
     let (done, ok) = for_each_ref(&a.vms, |r| {
         let c = client.clone();
-        let action = action.to_string();
-        async move { c.post::<_, Vm>(&format!("/v1/vms/{}/{action}", seg(&r)), &serde_json::json!({})).await }
+        async move {
+            if pause {
+                c.pause_vm(&r).await
+            } else {
+                c.resume_vm(&r).await
+            }
+        }
     })
     .await;
     report(&done, a.json, verb)?;
@@ -463,7 +458,7 @@ fn print_vm(v: &Vm) {
 }
 
 async fn stats(client: &Client, a: &ShowArgs) -> anyhow::Result<i32> {
-    let st: banger_api::VmStats = client.get(&format!("/v1/vms/{}/stats", seg(&a.vm))).await?;
+    let st: banger_api::VmStats = client.vm_stats(&a.vm).await?;
     if a.json {
         output::json(&st)?;
         return Ok(0);
@@ -506,7 +501,7 @@ async fn stats(client: &Client, a: &ShowArgs) -> anyhow::Result<i32> {
 }
 
 async fn prune(client: &Client, a: PruneArgs) -> anyhow::Result<i32> {
-    let vms: Vec<Vm> = client.get("/v1/vms").await?;
+    let vms: Vec<Vm> = client.vms().await?;
     let victims: Vec<&Vm> =
         vms.iter().filter(|v| matches!(v.state, VmState::Stopped | VmState::Error)).collect();
     if victims.is_empty() {
@@ -554,7 +549,7 @@ async fn prune(client: &Client, a: PruneArgs) -> anyhow::Result<i32> {
 async fn delete_each(client: &Client, refs: &[String]) -> (Vec<Vm>, bool) {
     for_each_ref(refs, |r| {
         let c = client.clone();
-        async move { c.delete::<Vm>(&format!("/v1/vms/{}", seg(&r))).await }
+        async move { c.delete_vm(&r).await }
     })
     .await
 }

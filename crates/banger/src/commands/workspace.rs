@@ -1,6 +1,5 @@
 //! `banger vm workspace prepare|export`.
 
-use super::seg;
 use crate::client::Client;
 use crate::workspace;
 use banger_api::{ApiError, Vm, VmState};
@@ -55,7 +54,7 @@ pub async fn run(client: &Client, cmd: WorkspaceCmd) -> anyhow::Result<i32> {
                 workspace::print_dry_run(&plan);
                 return Ok(0);
             }
-            let vm: Vm = client.get(&format!("/v1/vms/{}", seg(&a.vm))).await?;
+            let vm: Vm = client.vm(&a.vm).await?;
             if vm.state != VmState::Running {
                 return Err(ApiError::precondition(format!(
                     "VM {:?} is not running ({})",
@@ -70,7 +69,7 @@ pub async fn run(client: &Client, cmd: WorkspaceCmd) -> anyhow::Result<i32> {
             Ok(0)
         }
         WorkspaceCmd::Export(a) => {
-            let vm: Vm = client.get(&format!("/v1/vms/{}", seg(&a.vm))).await?;
+            let vm: Vm = client.vm(&a.vm).await?;
             let Some(ws) = vm.workspace.clone() else {
                 return Err(ApiError::precondition(format!("VM {:?} has no workspace", vm.name))
                     .with_hint(format!("copy one in with `banger vm workspace prepare {} PATH`", vm.name))

@@ -51,7 +51,7 @@ impl Env {
             .env("XDG_STATE_HOME", self.dir.path().join("state"))
             .env("XDG_CACHE_HOME", self.dir.path().join("cache"))
             .env("XDG_RUNTIME_DIR", self.dir.path().join("run"))
-            .env("BANGER_DAEMON_BIN", env!("CARGO_BIN_EXE_bangerd"))
+            .env("BANGER_DAEMON_BIN", bangerd_exe())
             .env("NO_COLOR", "1");
         c
     }
@@ -144,4 +144,12 @@ impl Drop for Env {
             }
         }
     }
+}
+
+/// The daemon package's `bangerd`, which Cargo puts beside `banger` when
+/// the workspace is built (`scripts/test` does that first).
+pub fn bangerd_exe() -> std::path::PathBuf {
+    let p = std::path::Path::new(env!("CARGO_BIN_EXE_banger")).with_file_name("bangerd");
+    assert!(p.is_file(), "{} is missing: build the workspace first (`cargo build --workspace`)", p.display());
+    p
 }

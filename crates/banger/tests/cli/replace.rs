@@ -48,7 +48,7 @@ fn fake_old_daemon(sock: std::path::PathBuf) -> std::thread::JoinHandle<bool> {
 #[test]
 fn a_daemon_of_another_build_is_replaced() {
     let e = Env::new();
-    bangerd::paths::ensure_private_dir(&e.runtime_dir()).unwrap();
+    banger_paths::ensure_private_dir(&e.runtime_dir()).unwrap();
     let old = fake_old_daemon(e.runtime_dir().join("bangerd.sock"));
     let r = e.ok(&["daemon", "status", "--json"]);
     assert_eq!(r.json()["daemon"]["build_id"], "0.0.1+old", "status must not replace anything");

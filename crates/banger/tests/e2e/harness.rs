@@ -47,9 +47,19 @@ pub fn banger_exe() -> PathBuf {
     under_test("banger", env!("CARGO_BIN_EXE_banger"))
 }
 
-/// The `bangerd` binary under test, found like [`banger_exe`].
+/// The `bangerd` binary under test, found like [`banger_exe`]. It is the
+/// daemon package's binary: Cargo puts it beside `banger` when the
+/// workspace is built (`scripts/test` does that first).
 pub fn bangerd_exe() -> PathBuf {
-    under_test("bangerd", env!("CARGO_BIN_EXE_bangerd"))
+    let built = std::path::Path::new(env!("CARGO_BIN_EXE_banger")).with_file_name("bangerd");
+    if std::env::var_os("BANGER_E2E_BIN_DIR").is_none() {
+        assert!(
+            built.is_file(),
+            "{} is missing: build the workspace first (`cargo build --workspace`)",
+            built.display()
+        );
+    }
+    under_test("bangerd", built.to_str().unwrap())
 }
 
 fn under_test(name: &str, built: &str) -> PathBuf {

@@ -385,7 +385,7 @@ fn system_install_runs_the_daemon_as_a_user_with_a_root_helper() {
         Command::new(env!("CARGO_BIN_EXE_banger"))
             .args(["system", "install", "--owner", &user, "--root"])
             .arg(e.root.path())
-            .env("BANGER_DAEMON_BIN", env!("CARGO_BIN_EXE_bangerd"))
+            .env("BANGER_DAEMON_BIN", crate::harness::bangerd_exe())
             .output()
             .unwrap()
     };

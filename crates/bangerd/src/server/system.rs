@@ -21,14 +21,14 @@ pub async fn version(extract::State(d): extract::State<State>) -> HttpResult<Dae
     }))
 }
 
-pub async fn shutdown(extract::State(d): extract::State<State>) -> HttpResult<serde_json::Value> {
+pub async fn shutdown(extract::State(d): extract::State<State>) -> HttpResult<banger_api::ShutdownStarted> {
     tracing::info!("shutdown requested over the API; running VMs keep running");
     // Answer first: stopping the server at once could cut this very reply.
     tokio::spawn(async move {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         d.request_shutdown();
     });
-    Ok(Json(serde_json::json!({"stopping": true})))
+    Ok(Json(banger_api::ShutdownStarted { stopping: true }))
 }
 
 pub async fn config(extract::State(d): extract::State<State>) -> HttpResult<ConfigView> {
@@ -49,19 +49,12 @@ pub async fn ssh(extract::State(d): extract::State<State>) -> HttpResult<crate::
     Ok(Json(d.ensure_ssh_key()?))
 }
 
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SshConfigRequest {
-    /// Absolute path of the banger executable for the ProxyCommand.
-    banger: String,
-}
-
 /// Writes banger's ssh_config (a `Host *.vm` block) into the state dir and
 /// returns its path and text.
 pub async fn ssh_config(
     extract::State(d): extract::State<State>,
-    super::ApiJson(req): super::ApiJson<SshConfigRequest>,
-) -> HttpResult<serde_json::Value> {
+    super::ApiJson(req): super::ApiJson<banger_api::SshConfigRequest>,
+) -> HttpResult<banger_api::SshConfigWritten> {
     let (path, text) = d.write_ssh_config(&req.banger)?;
-    Ok(Json(serde_json::json!({ "path": path, "text": text })))
+    Ok(Json(banger_api::SshConfigWritten { path, text }))
 }

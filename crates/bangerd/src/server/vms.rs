@@ -58,10 +58,13 @@ pub async fn kill(S(d): S<State>, Path(vm): Path<String>) -> HttpResult<Vm> {
     to_completion(async move { d.kill_vm(&vm).await }).await
 }
 
-pub async fn forget_host_key(S(d): S<State>, Path(vm): Path<String>) -> HttpResult<serde_json::Value> {
+pub async fn forget_host_key(
+    S(d): S<State>,
+    Path(vm): Path<String>,
+) -> HttpResult<banger_api::HostKeyForgotten> {
     let rec = d.find_vm(&vm)?;
     let forgotten = d.forget_host_key(&rec.name);
-    Ok(Json(serde_json::json!({ "name": rec.name, "forgotten": forgotten })))
+    Ok(Json(banger_api::HostKeyForgotten { name: rec.name, forgotten }))
 }
 
 pub async fn set_workspace(

@@ -3,26 +3,10 @@
 
 use super::{host, Daemon};
 use crate::config::EngineChoice;
-use serde::Serialize;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Level {
-    Pass,
-    Warn,
-    Fail,
-}
-
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct Check {
-    pub name: String,
-    pub level: Level,
-    pub detail: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub hint: Option<String>,
-}
+pub use banger_api::{CheckLevel as Level, DoctorCheck as Check};
 
 fn check(name: &str, level: Level, detail: impl Into<String>, hint: Option<&str>) -> Check {
     Check { name: name.into(), level, detail: detail.into(), hint: hint.map(String::from) }
@@ -123,12 +107,9 @@ impl Daemon {
         let lvl = if need_qemu { Level::Fail } else { Level::Warn };
         out.push(match &qemu {
             Some(p) => check("qemu", Level::Pass, p.display().to_string(), None),
-            None => check(
-                "qemu",
-                lvl.clone(),
-                "qemu-system-x86_64 not found",
-                Some("apt-get install qemu-system-x86"),
-            ),
+            None => {
+                check("qemu", lvl, "qemu-system-x86_64 not found", Some("apt-get install qemu-system-x86"))
+            }
         });
         out.push(match &vhost {
             Some(p) => check("vhost-device-vsock", Level::Pass, p.display().to_string(), None),

@@ -18,17 +18,10 @@ use banger_agent_proto::client::{call, put_tar};
 use banger_agent_proto::{connect_uds, EnsureLine, Op, AGENT_PORT};
 use banger_api::ApiError;
 use banger_store::VmRecord;
-use serde::Serialize;
 use std::path::PathBuf;
 use std::process::Command;
 
-/// Where banger keeps its SSH material (all under the state dir).
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct SshInfo {
-    pub private_key: String,
-    pub public_key: String,
-    pub known_hosts: String,
-}
+pub use banger_api::SshInfo;
 
 impl Daemon {
     fn ssh_key_path(&self) -> PathBuf {

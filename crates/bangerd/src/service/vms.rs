@@ -357,16 +357,7 @@ impl Daemon {
     }
 }
 
-/// `PUT /v1/vms/{vm}/workspace`.
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SetWorkspace {
-    pub guest_path: String,
-    pub host_path: String,
-    pub head: String,
-    #[serde(default)]
-    pub branch: Option<String>,
-}
+pub use banger_api::SetWorkspaceRequest as SetWorkspace;
 
 fn validate_forwards(forwards: &[PortForward]) -> Result<()> {
     for f in forwards {

@@ -1,22 +1,35 @@
-//! `banger system install|status|uninstall`: banger as two systemd services,
-//! the daemon as its owner and a small root helper (see bangerd's
-//! `helper` and `privileged` modules).
+//! `banger system install|status|uninstall` (run as `bangerd system …`,
+//! which the CLI execs): banger as two systemd services, the daemon as its
+//! owner and a small root helper (see the `helper` and `privileged`
+//! modules). It lives with the daemon because it acts on the host as root
+//! with the daemon's own policy, paths and process checks.
 //!
 //! `--root DIR` installs under DIR instead of `/`: every path, in the files
 //! and in the units, points under DIR and no service is started. That is for
 //! trying it out and for the tests, which run the units' command lines by
 //! hand.
 
-use crate::client::Client;
-use crate::output;
+use crate::helper::{HelperSection, InstallFile};
+use crate::paths::Paths;
+use crate::privileged::Request;
 use anyhow::{bail, Context};
-use bangerd::helper::{HelperSection, InstallFile};
-use bangerd::paths::Paths;
-use bangerd::privileged::Request;
-use clap::{Args, Subcommand};
+use banger_client::{Client, Endpoint};
+use clap::{Args, Parser, Subcommand};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+// `bangerd system …`, shown to users as `banger system …`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "banger system",
+    bin_name = "banger system",
+    about = "Install banger as system services: the daemon as its owner plus a small root helper"
+)]
+pub struct SystemCli {
+    #[command(subcommand)]
+    cmd: SystemCmd,
+}
 
 #[derive(Debug, Subcommand)]
 pub enum SystemCmd {
@@ -75,11 +88,74 @@ pub struct UninstallArgs {
     pub root: Option<PathBuf>,
 }
 
-pub async fn run(cmd: SystemCmd) -> anyhow::Result<i32> {
+/// Runs `bangerd system ARGS` (ARGS after `system`); returns the exit code.
+pub fn main(args: &[String]) -> i32 {
+    // The daemon's private umask is not for system files: /etc/banger, the
+    // binaries' directories and the units are read by everybody, as root's
+    // tools make them. Modes that must differ are set explicitly.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    let cli = match SystemCli::try_parse_from(
+        std::iter::once("banger system".to_string()).chain(args.iter().cloned()),
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return e.exit_code();
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    match rt.block_on(run(cli.cmd)) {
+        Ok(code) => code,
+        Err(e) => {
+            match e.downcast_ref::<banger_api::ApiError>() {
+                Some(api) => {
+                    eprintln!("error: {}", api.message);
+                    if let Some(h) = &api.hint {
+                        eprintln!("hint: {h}");
+                    }
+                }
+                None => eprintln!("error: {e:#}"),
+            }
+            1
+        }
+    }
+}
+
+async fn run(cmd: SystemCmd) -> anyhow::Result<i32> {
     match cmd {
         SystemCmd::Install(a) => install(a).await,
         SystemCmd::Status(a) => status(a).await,
         SystemCmd::Uninstall(a) => uninstall(a).await,
+    }
+}
+
+/// The CLI to install: the one that ran us (`BANGER_CLI_BIN`, set by
+/// `banger system`), else `banger` next to this executable.
+fn cli_binary(daemon: &Path) -> Option<PathBuf> {
+    std::env::var_os("BANGER_CLI_BIN")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| daemon.parent().map(|d| d.join("banger")))
+        .filter(|p| p.is_file())
+}
+
+/// Prints `value` as pretty JSON on stdout.
+fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Prints `key: value` lines with aligned values.
+fn fields(pairs: &[(&str, String)]) {
+    let w = pairs.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
+    for (k, v) in pairs {
+        println!("{:<w$} {v}", format!("{k}:"));
     }
 }
 
@@ -108,13 +184,13 @@ impl Layout {
         self.at(self.prefix.join("bin").join(name))
     }
     fn install_file(&self) -> PathBuf {
-        self.at(bangerd::helper::INSTALL_FILE)
+        self.at(crate::helper::INSTALL_FILE)
     }
     fn unit(&self, name: &str) -> PathBuf {
         self.at("/etc/systemd/system").join(name)
     }
     fn daemon_runtime(&self) -> PathBuf {
-        self.at(bangerd::paths::SYSTEM_RUNTIME_DIR)
+        self.at(crate::paths::SYSTEM_RUNTIME_DIR)
     }
     fn helper_runtime(&self) -> PathBuf {
         self.at("/run/banger-root")
@@ -342,21 +418,23 @@ async fn install(a: InstallArgs) -> anyhow::Result<i32> {
     let (uid, gid) = (user.uid.as_raw(), user.gid.as_raw());
     let paths = owner_paths(&user.dir, &layout.daemon_runtime());
     // The helper's policy follows the owner's network config.
-    let config = bangerd::config::Config::load(&paths.config_file())
+    let config = crate::config::Config::load(&paths.config_file())
         .context("the owner's config file is invalid; fix it first (`banger config show` as the owner)")?;
 
-    let me = std::env::current_exe().context("Cannot find this executable")?;
-    let daemon = crate::client::daemon_binary().context("Cannot find bangerd next to banger or on PATH")?;
-    let agent = bangerd::service::images::locate_agent(None).context(
+    let daemon = std::env::current_exe().context("Cannot find this executable")?;
+    let me = cli_binary(&daemon).context(
+        "Cannot find the banger CLI next to bangerd; run this as `banger system install` or set BANGER_CLI_BIN",
+    )?;
+    let agent = crate::service::images::locate_agent(None).context(
         "Cannot find the static guest agent (banger-agent); build it with `scripts/build-agent` or `scripts/install`",
     )?;
     // The helper runs the jailer as root: only a root-owned one, found on
     // root's PATH, is recorded (never a path from the owner's config).
-    let firecracker = bangerd::service::host::find_binary(None, "firecracker", &[]).filter(|p| root_owned(p));
+    let firecracker = crate::service::host::find_binary(None, "firecracker", &[]).filter(|p| root_owned(p));
     let jailer = firecracker
         .as_ref()
         .and_then(|fc| {
-            bangerd::service::host::find_binary(None, "jailer", &[fc.parent().unwrap_or(fc).to_path_buf()])
+            crate::service::host::find_binary(None, "jailer", &[fc.parent().unwrap_or(fc).to_path_buf()])
         })
         .filter(|p| root_owned(p));
     let file = InstallFile {
@@ -415,7 +493,7 @@ async fn install(a: InstallArgs) -> anyhow::Result<i32> {
     // adopted).
     if layout.is_real() {
         for dir in [format!("/run/user/{uid}/banger"), format!("/tmp/banger-{uid}")] {
-            let c = Client::new(owner_paths(&user.dir, Path::new(&dir)));
+            let c = Client::new(Endpoint::for_paths(&owner_paths(&user.dir, Path::new(&dir))));
             if let Ok(Some(info)) = c.info().await {
                 match c.stop_daemon().await {
                     Ok(()) => println!(
@@ -438,7 +516,7 @@ async fn install(a: InstallArgs) -> anyhow::Result<i32> {
         false
     };
     if a.json {
-        output::json(&serde_json::json!({"installed": done, "owner": file.owner, "started": started}))?;
+        json(&serde_json::json!({"installed": done, "owner": file.owner, "started": started}))?;
     } else {
         for d in &done {
             println!("installed {d}");
@@ -490,7 +568,7 @@ async fn status(a: StatusArgs) -> anyhow::Result<i32> {
         Ok(f) => f,
         Err(e) => {
             if a.json {
-                output::json(&serde_json::json!({"installed": false, "install_file": path}))?;
+                json(&serde_json::json!({"installed": false, "install_file": path}))?;
             } else {
                 println!("banger is not installed as a system service ({e:#})");
                 eprintln!("hint: `sudo banger system install --owner $USER`");
@@ -510,22 +588,24 @@ async fn status(a: StatusArgs) -> anyhow::Result<i32> {
     }
     let sock = file.helper.socket.clone();
     checks.push(Check::new("helper socket", socket_check(&sock, file.uid, 0o600)));
-    let ops = bangerd::privileged::PrivOps::Helper(sock);
+    let ops = crate::privileged::PrivOps::Helper(sock);
     checks.push(Check::new(
         "helper answers",
         tokio::task::spawn_blocking(move || ops.call(&Request::Ping)).await?,
     ));
     let paths = owner_paths(&file.home, &layout.daemon_runtime());
     checks.push(Check::new("daemon socket", socket_check(&paths.socket(), file.uid, 0o600)));
-    let info = Client::new(paths).info().await.and_then(|i| i.context("no answer"));
+    let info = Client::new(Endpoint::for_paths(&paths))
+        .info()
+        .await
+        .map_err(anyhow::Error::from)
+        .and_then(|i| i.context("no answer"));
     checks.push(Check::new("daemon answers", info.map(|i| format!("pid {}, build {}", i.pid, i.build_id))));
     let all_ok = checks.iter().all(|c| c.ok);
     if a.json {
-        output::json(
-            &serde_json::json!({"installed": true, "install": file, "checks": checks, "ok": all_ok}),
-        )?;
+        json(&serde_json::json!({"installed": true, "install": file, "checks": checks, "ok": all_ok}))?;
     } else {
-        output::fields(&[
+        fields(&[
             ("owner", format!("{} (uid {})", file.owner, file.uid)),
             ("version", file.version.clone()),
             ("installed", file.installed_at.clone()),
@@ -571,13 +651,13 @@ async fn uninstall(a: UninstallArgs) -> anyhow::Result<i32> {
     };
 
     // 1. The owner's VMs, through the daemon while it runs.
-    let client = Client::new(paths.clone());
+    let client = Client::new(Endpoint::for_paths(&paths));
     if client.info().await.ok().flatten().is_some() {
         note(stop_all_vms(&client).await, "stopping VMs");
-        note(client.stop_daemon().await, "stopping the daemon");
+        note(client.stop_daemon().await.map_err(anyhow::Error::from), "stopping the daemon");
     }
     // Engines the daemon could not stop (or that ran without it).
-    for refused in bangerd::service::lifecycle::kill_recorded_engines(&paths.vms_dir(), &file.policy()) {
+    for refused in crate::service::lifecycle::kill_recorded_engines(&paths.vms_dir(), &file.policy()) {
         eprintln!("warning: not killed: {refused}");
     }
     // 2. The services.
@@ -585,7 +665,7 @@ async fn uninstall(a: UninstallArgs) -> anyhow::Result<i32> {
         note(systemctl(&["disable", "--now", DAEMON_UNIT, HELPER_UNIT]), "stopping the services");
     }
     // 3. Network leftovers, in-process under the installation's policy.
-    errors.extend(bangerd::privileged::purge_network(&file.policy()));
+    errors.extend(crate::privileged::purge_network(&file.policy()));
     // 4. Files.
     let mut remove = |p: PathBuf| {
         let r = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
@@ -632,12 +712,10 @@ async fn uninstall(a: UninstallArgs) -> anyhow::Result<i32> {
 }
 
 async fn stop_all_vms(client: &Client) -> anyhow::Result<()> {
-    let vms: Vec<banger_api::Vm> = client.get("/v1/vms").await?;
+    let vms: Vec<banger_api::Vm> = client.vms().await?;
     let mut failed = Vec::new();
     for vm in vms.iter().filter(|v| v.state == banger_api::VmState::Running) {
-        let r: anyhow::Result<banger_api::Vm> =
-            client.post(&format!("/v1/vms/{}/stop", vm.id), &serde_json::json!({})).await;
-        match r {
+        match client.stop_vm(&vm.id, &banger_api::StopVmRequest::default()).await {
             Ok(_) => println!("stopped VM {}", vm.name),
             Err(e) => failed.push(format!("{}: {e:#}", vm.name)),
         }

@@ -1,5 +1,0 @@
-//! `bangerd`, the banger daemon; see the `bangerd` library crate.
-
-fn main() {
-    bangerd::entry::main();
-}
