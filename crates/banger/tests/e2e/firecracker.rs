@@ -542,8 +542,10 @@ fn bench_firecracker_nested() {
         let name = format!("b{i}");
         let t = Instant::now();
         e.ok(&["vm", "create", "--name", &name, "--vcpu", "1"]);
+        let created = t.elapsed();
         e.ok(&["vm", "exec", &name, "--", "true"]);
         create.push(t.elapsed());
+        eprintln!("BENCH run {i}: vm create returned after {created:?}, the exec took {:?}", t.elapsed() - created);
         e.ok(&["vm", "stop", &name]);
         let t = Instant::now();
         e.ok(&["vm", "start", &name]);
@@ -561,6 +563,11 @@ fn bench_firecracker_nested() {
              bare systemd service →vsock {:?}",
             create[i], restart[i], run[i], bare[i], systemd[i]
         );
+    }
+    // How long the daemon itself took per boot (spawn to agent answered).
+    let log = std::fs::read_to_string(e.dir.path().join("state/banger/bangerd.log")).unwrap_or_default();
+    for l in log.lines().filter(|l| l.contains("VM running")) {
+        eprintln!("BENCH daemon: {l}");
     }
     let s = median(systemd.clone());
     let row = |what: &str, d: Duration| {

@@ -106,66 +106,80 @@ impl Daemon {
         forget_known_host(&self.known_hosts_path(), &format!("{name}.vm"))
     }
 
-    /// Puts banger's key, the git identity and the synced files into a
-    /// freshly booted guest.
-    pub(crate) async fn configure_guest(&self, vm: &VmRecord, rt: &Runtime, progress: &Progress) {
+    /// What [`Daemon::configure_guest`] will send, gathered on the host
+    /// (the key, `git config`, the synced files) while the guest boots, so
+    /// none of it waits for the agent. Blocking.
+    pub(crate) fn gather_guest_setup(&self) -> GuestSetup {
+        let mut warnings = Vec::new();
+        let key = match self.ensure_ssh_key() {
+            Ok(info) => Some(info.public_key),
+            Err(e) => {
+                warnings.push(format!("no SSH key: {}", e.message));
+                None
+            }
+        };
+        let mut files: Vec<(String, u32, Vec<u8>)> = Vec::new();
+        if let Some(gitconfig) = host_git_identity() {
+            files.push(("etc/gitconfig".into(), 0o644, gitconfig.into_bytes()));
+        }
+        for f in &self.config.file_sync {
+            // Re-checked here: a symlink may have changed since the config
+            // was read.
+            if !crate::config::within(&f.host, &home()) {
+                warnings.push(format!("file_sync skipped: {} is outside your home", f.host.display()));
+                continue;
+            }
+            match std::fs::read(&f.host) {
+                Ok(data) => files.push((f.guest.trim_start_matches('/').to_string(), f.mode, data)),
+                Err(e) => warnings.push(format!("file_sync skipped: {}: {e}", f.host.display())),
+            }
+        }
+        let tar = match files.is_empty() {
+            true => None,
+            false => match build_tar(&files) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    warnings.push(format!("cannot pack the files for the guest: {e}"));
+                    None
+                }
+            },
+        };
+        GuestSetup { key, tar, warnings }
+    }
+
+    /// Sends what [`Daemon::gather_guest_setup`] prepared, once the agent
+    /// answers: the key and the files over two connections at once.
+    pub(crate) async fn configure_guest(&self, vm: &VmRecord, rt: &Runtime, progress: &Progress, setup: GuestSetup) {
         let uds = &rt.handles.vsock_uds;
         let warn = |what: &str, e: &dyn std::fmt::Display| {
             tracing::warn!(vm = %vm.name, "{what}: {e}");
             progress.log(format!("warning: {what}: {e}"));
         };
-        // The key and the files go over two connections at once.
+        for w in &setup.warnings {
+            warn("guest setup", w);
+        }
         let key = async {
-            match self.ensure_ssh_key() {
-                Ok(info) => {
-                    let req = Op::EnsureLine(EnsureLine {
-                        path: "/root/.ssh/authorized_keys".into(),
-                        line: info.public_key,
-                        mode: 0o600,
-                        dir_mode: 0o700,
-                    });
-                    let r = bounded(|| async {
-                        let mut s = connect_uds(uds, AGENT_PORT).await.map_err(|e| e.to_string())?;
-                        call(&mut s, req.clone()).await.map(drop).map_err(|e| e.to_string())
-                    })
-                    .await;
-                    if let Err(e) = r {
-                        warn("cannot install banger's SSH key", &e);
-                    }
-                }
-                Err(e) => warn("no SSH key", &e.message),
+            let Some(line) = setup.key else { return };
+            let req = Op::EnsureLine(EnsureLine {
+                path: "/root/.ssh/authorized_keys".into(),
+                line,
+                mode: 0o600,
+                dir_mode: 0o700,
+            });
+            let r = bounded(|| async {
+                let mut s = connect_uds(uds, AGENT_PORT).await.map_err(|e| e.to_string())?;
+                call(&mut s, req.clone()).await.map(drop).map_err(|e| e.to_string())
+            })
+            .await;
+            if let Err(e) = r {
+                warn("cannot install banger's SSH key", &e);
             }
         };
         let files = async {
-            let mut files: Vec<(String, u32, Vec<u8>)> = Vec::new();
-            if let Some(gitconfig) = host_git_identity() {
-                files.push(("etc/gitconfig".into(), 0o644, gitconfig.into_bytes()));
-            }
-            for f in &self.config.file_sync {
-                // Re-checked here: a symlink may have changed since the
-                // config was read.
-                if !crate::config::within(&f.host, &home()) {
-                    warn("file_sync skipped", &format!("{} is outside your home", f.host.display()));
-                    continue;
-                }
-                match std::fs::read(&f.host) {
-                    Ok(data) => files.push((f.guest.trim_start_matches('/').to_string(), f.mode, data)),
-                    Err(e) => warn("file_sync skipped", &format!("{}: {e}", f.host.display())),
-                }
-            }
-            if files.is_empty() {
-                return;
-            }
-            let tar = match build_tar(&files) {
-                Ok(t) => t,
-                Err(e) => return warn("cannot pack the files for the guest", &e),
-            };
+            let Some(tar) = &setup.tar else { return };
             let r = bounded(|| async {
                 let s = connect_uds(uds, AGENT_PORT).await.map_err(|e| e.to_string())?;
-                put_tar(s, "/", Some((0, 0)), tar.as_slice(), |_| {})
-                    .await
-                    .map(drop)
-                    .map_err(|e| e.to_string())
+                put_tar(s, "/", Some((0, 0)), tar.as_slice(), |_| {}).await.map(drop).map_err(|e| e.to_string())
             })
             .await;
             if let Err(e) = r {
@@ -174,6 +188,16 @@ impl Daemon {
         };
         tokio::join!(key, files);
     }
+}
+
+/// What goes into a guest at each start (see [`Daemon::gather_guest_setup`]).
+pub(crate) struct GuestSetup {
+    /// banger's public key, for `/root/.ssh/authorized_keys`.
+    key: Option<String>,
+    /// `/etc/gitconfig` and the `[[file_sync]]` files, as a tar.
+    tar: Option<Vec<u8>>,
+    /// What could not be gathered, reported with the start's progress.
+    warnings: Vec<String>,
 }
 
 /// Removes `host`'s lines from the known_hosts file at `path`. Edits are
@@ -241,17 +265,18 @@ fn home() -> PathBuf {
 
 /// `[user]` name and email from the host user's git config, if set.
 fn host_git_identity() -> Option<String> {
-    let get = |k: &str| {
-        Command::new("git")
-            .args(["config", "--global", "--get", k])
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .filter(|v| !v.is_empty() && !v.contains('\n'))
+    // One `git` run for both keys (each run is a process start on the
+    // boot's path).
+    let out = Command::new("git")
+        .args(["config", "--global", "--get-regexp", r"^user\.(name|email)$"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let value = |key: &str| {
+        text.lines().filter_map(|l| l.split_once(' ')).find(|(k, _)| *k == key).map(|(_, v)| v.trim().to_string())
     };
-    let name = get("user.name");
-    let email = get("user.email");
+    let (name, email) = (value("user.name").filter(|v| !v.is_empty()), value("user.email").filter(|v| !v.is_empty()));
     if name.is_none() && email.is_none() {
         return None;
     }

@@ -429,6 +429,9 @@ impl Daemon {
         if console.exists() {
             let _ = std::fs::rename(&console, vm_dir.join("console.log.1"));
         }
+        // What goes into the guest once it answers is gathered meanwhile.
+        let d = self.clone();
+        let setup = tokio::task::spawn_blocking(move || d.gather_guest_setup());
         progress.phase("boot", format!("starting {} ({})", kind.as_str(), accel.as_str()));
         let handles = engine.launch(&spec).await.map_err(|e| engine_err(e, &vm.name))?;
         let rt = self.track(&vm.id, handles);
@@ -442,7 +445,8 @@ impl Daemon {
         let health = self.wait_for_agent(vm, &rt, deadline).await?;
         tracing::info!(vm = %vm.name, init = %health.init, agent = %health.agent_version, "guest agent ready");
         progress.phase("configure", "configuring the guest");
-        self.configure_guest(vm, &rt, progress).await;
+        let setup = setup.await.map_err(|e| ApiError::internal(format!("guest setup task: {e}")))?;
+        self.configure_guest(vm, &rt, progress, setup).await;
         self.open_forwards(vm, &rt).await?;
         Ok(())
     }
