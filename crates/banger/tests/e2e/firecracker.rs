@@ -545,7 +545,10 @@ fn bench_firecracker_nested() {
         let created = t.elapsed();
         e.ok(&["vm", "exec", &name, "--", "true"]);
         create.push(t.elapsed());
-        eprintln!("BENCH run {i}: vm create returned after {created:?}, the exec took {:?}", t.elapsed() - created);
+        eprintln!(
+            "BENCH run {i}: vm create returned after {created:?}, the exec took {:?}",
+            t.elapsed() - created
+        );
         e.ok(&["vm", "stop", &name]);
         let t = Instant::now();
         e.ok(&["vm", "start", &name]);

@@ -149,7 +149,13 @@ impl Daemon {
 
     /// Sends what [`Daemon::gather_guest_setup`] prepared, once the agent
     /// answers: the key and the files over two connections at once.
-    pub(crate) async fn configure_guest(&self, vm: &VmRecord, rt: &Runtime, progress: &Progress, setup: GuestSetup) {
+    pub(crate) async fn configure_guest(
+        &self,
+        vm: &VmRecord,
+        rt: &Runtime,
+        progress: &Progress,
+        setup: GuestSetup,
+    ) {
         let uds = &rt.handles.vsock_uds;
         let warn = |what: &str, e: &dyn std::fmt::Display| {
             tracing::warn!(vm = %vm.name, "{what}: {e}");
@@ -179,7 +185,10 @@ impl Daemon {
             let Some(tar) = &setup.tar else { return };
             let r = bounded(|| async {
                 let s = connect_uds(uds, AGENT_PORT).await.map_err(|e| e.to_string())?;
-                put_tar(s, "/", Some((0, 0)), tar.as_slice(), |_| {}).await.map(drop).map_err(|e| e.to_string())
+                put_tar(s, "/", Some((0, 0)), tar.as_slice(), |_| {})
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string())
             })
             .await;
             if let Err(e) = r {
@@ -274,9 +283,13 @@ fn host_git_identity() -> Option<String> {
         .filter(|o| o.status.success())?;
     let text = String::from_utf8_lossy(&out.stdout);
     let value = |key: &str| {
-        text.lines().filter_map(|l| l.split_once(' ')).find(|(k, _)| *k == key).map(|(_, v)| v.trim().to_string())
+        text.lines()
+            .filter_map(|l| l.split_once(' '))
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.trim().to_string())
     };
-    let (name, email) = (value("user.name").filter(|v| !v.is_empty()), value("user.email").filter(|v| !v.is_empty()));
+    let (name, email) =
+        (value("user.name").filter(|v| !v.is_empty()), value("user.email").filter(|v| !v.is_empty()));
     if name.is_none() && email.is_none() {
         return None;
     }
