@@ -657,7 +657,7 @@ async fn uninstall(a: UninstallArgs) -> anyhow::Result<i32> {
         note(client.stop_daemon().await.map_err(anyhow::Error::from), "stopping the daemon");
     }
     // Engines the daemon could not stop (or that ran without it).
-    for refused in crate::service::lifecycle::kill_recorded_engines(&paths.vms_dir(), &file.policy()) {
+    for refused in crate::service::reconcile::kill_recorded_engines(&paths.vms_dir(), &file.policy()) {
         eprintln!("warning: not killed: {refused}");
     }
     // 2. The services.

@@ -15,13 +15,20 @@ use super::lifecycle::Runtime;
 use super::{Daemon, Progress};
 use crate::error::Result;
 use banger_agent_proto::client::{call, put_tar};
-use banger_agent_proto::{connect_uds, EnsureLine, Op, AGENT_PORT};
-use banger_api::ApiError;
+use banger_agent_proto::{connect_uds, connect_uds_within, EnsureLine, Op, AGENT_PORT};
+use banger_api::{ApiError, VmState};
 use banger_store::VmRecord;
 use std::path::PathBuf;
 use std::process::Command;
 
 pub use banger_api::SshInfo;
+
+/// How long a running guest's agent may leave one connection unanswered
+/// (engines where giving up is harmless), and how many connections it
+/// gets before `vm exec` and friends fail: a healthy agent answers in
+/// milliseconds, a busy guest within seconds.
+const AGENT_ANSWER_ATTEMPT: std::time::Duration = std::time::Duration::from_secs(10);
+const AGENT_ANSWER_ATTEMPTS: u32 = 3;
 
 impl Daemon {
     fn ssh_key_path(&self) -> PathBuf {
@@ -318,6 +325,45 @@ fn build_tar(files: &[(String, u32, Vec<u8>)]) -> std::io::Result<Vec<u8>> {
         b.append_data(&mut h, path, data.as_slice())?;
     }
     b.into_inner()
+}
+
+impl Daemon {
+    /// A fresh connection to a running VM's guest agent.
+    pub async fn agent_stream(&self, reference: &str) -> Result<tokio::net::UnixStream> {
+        let vm = self.find_vm(reference)?;
+        let Some(rt) = self.runtime(&vm.id) else {
+            return Err(ApiError::precondition(format!("VM {:?} is not running ({})", vm.name, vm.state))
+                .with_hint(format!("start it with `banger vm start {}`", vm.name)));
+        };
+        match VmState::parse(&vm.state) {
+            Some(VmState::Starting) => {
+                return Err(ApiError::precondition(format!("VM {:?} is still starting", vm.name))
+                    .with_hint("wait for `banger vm start` to finish"))
+            }
+            // Its vCPUs are frozen: nothing in it would answer.
+            Some(VmState::Paused) => {
+                return Err(ApiError::precondition(format!("VM {:?} is paused", vm.name))
+                    .with_hint(format!("resume it with `banger vm resume {}`", vm.name)))
+            }
+            _ => {}
+        }
+        // Where giving up between CONNECT and OK is harmless (Firecracker)
+        // a guest that never answers ends the wait; under QEMU it would
+        // wedge vhost-device-vsock, so there only the VM's end ends it.
+        let uds = &rt.handles.vsock_uds;
+        let connect = async {
+            if rt.handles.engine.vsock_handshake_abandonable() {
+                connect_uds_within(uds, AGENT_PORT, AGENT_ANSWER_ATTEMPT, AGENT_ANSWER_ATTEMPTS).await
+            } else {
+                connect_uds(uds, AGENT_PORT).await
+            }
+        };
+        tokio::select! {
+            r = connect => r.map_err(|e| ApiError::unavailable(format!("The guest agent of VM {:?} does not answer: {e}", vm.name))
+                .with_hint(format!("the guest may be shutting down, hung or out of memory; see `banger vm logs {}`, or restart it", vm.name))),
+            _ = rt.wait_exit() => Err(ApiError::precondition(format!("VM {:?} stopped", vm.name))),
+        }
+    }
 }
 
 #[cfg(test)]

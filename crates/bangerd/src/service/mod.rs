@@ -30,7 +30,9 @@ pub mod names;
 pub mod nat;
 pub mod progress;
 pub mod pull;
+pub mod reconcile;
 pub mod registry;
+pub mod stop;
 pub mod taps;
 pub mod vms;
 
