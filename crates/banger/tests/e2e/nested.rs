@@ -36,18 +36,21 @@ use std::time::{Duration, Instant};
 const MODULES: &[&str] =
     &["lifecycle::", "access::", "run::", "interactive::", "images::", "host::", "firecracker::"];
 /// L1 crashes tolerated (each retried in a fresh L1) before the tier fails:
-/// L1 has been measured to die about once every three to four tests (see
-/// BENCHMARKS.md), so a 14-test run sees three or four. A crash costs a
+/// L1 has been measured to die about once every three to four tests, and
+/// on a bad day (2026-11-29, evening) nine times in a 16-test run (see
+/// BENCHMARKS.md). The time budget bounds the whole tier anyway. A crash costs a
 /// fresh L1 (about 40 s) and the seed registration (about 35 s). A soft
 /// lockup panics L1 (`softlockup_panic=1`), so a hang costs about a minute,
 /// not a stall timeout.
-const MAX_L1_CRASHES: usize = 10;
+const MAX_L1_CRASHES: usize = 16;
 /// Guest triple faults (Firecracker's "Unexpected exit reason on vcpu run:
 /// Shutdown") tolerated in a run. Nested SVM emulation resets a guest now
-/// and then early in its boot (seen in about one run in two on Debian's
-/// 6.1 L1; see BENCHMARKS.md); a test that failed that way runs again, up
-/// to three times, and is reported. Beyond this many, the tier fails.
-const MAX_GUEST_RESETS: usize = 6;
+/// and then early in its boot (from none to seven times in a 16-test run;
+/// see BENCHMARKS.md); a test that failed that way runs again, up to three
+/// times in one L1 (a fourth fails it: a guest that resets every boot is
+/// a bug, not the emulator), and every reset is reported. Beyond this many
+/// in a run, the tier fails.
+const MAX_GUEST_RESETS: usize = 16;
 /// L1's CPU (`BANGER_NESTED_CPU` overrides): an AMD model with SVM and
 /// nested paging, which TCG emulates.
 const L1_CPU: &str = "EPYC,+svm,+npt";
