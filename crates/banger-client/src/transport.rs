@@ -18,7 +18,13 @@ pub type AgentStream = hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>;
 type Response = http::Response<hyper::body::Incoming>;
 
 impl Client {
-    async fn open(&self) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
+    /// A fresh HTTP/1.1 connection to the daemon, carrying bodies of type `B`.
+    async fn open<B>(&self) -> Result<hyper::client::conn::http1::SendRequest<B>>
+    where
+        B: hyper::body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let sock = &self.endpoint.socket;
         let io = tokio::net::UnixStream::connect(sock)
             .await
@@ -151,13 +157,7 @@ impl Client {
         content_type: &str,
         rx: tokio::sync::mpsc::Receiver<Bytes>,
     ) -> Result<T> {
-        let sock = &self.endpoint.socket;
-        let io = tokio::net::UnixStream::connect(sock)
-            .await
-            .map_err(|source| Error::Unreachable { socket: sock.clone(), source })?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io)).await?;
-        tokio::spawn(conn);
+        let mut sender = self.open().await?;
         let stream = futures_util::stream::unfold(rx, |mut rx| async move {
             let chunk = rx.recv().await?;
             Some((Ok::<_, std::io::Error>(hyper::body::Frame::data(chunk)), rx))
