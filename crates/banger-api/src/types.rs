@@ -21,6 +21,9 @@ pub enum VmState {
     Paused,
     /// The engine died or a start failed; see `last_error`.
     Error,
+    /// Its engine is gone and its files are being removed; a daemon that
+    /// restarts finishes the delete.
+    Deleting,
 }
 
 impl VmState {
@@ -32,6 +35,7 @@ impl VmState {
             VmState::Stopping => "stopping",
             VmState::Paused => "paused",
             VmState::Error => "error",
+            VmState::Deleting => "deleting",
         }
     }
 
@@ -44,6 +48,7 @@ impl VmState {
             "stopping" => VmState::Stopping,
             "paused" => VmState::Paused,
             "error" => VmState::Error,
+            "deleting" => VmState::Deleting,
             _ => return None,
         })
     }

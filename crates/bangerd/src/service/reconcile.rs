@@ -27,6 +27,14 @@ impl Daemon {
                 return;
             }
         };
+        // A delete the last daemon had begun removing files for is finished.
+        let mut kept = Vec::with_capacity(vms.len());
+        for vm in vms {
+            if VmState::parse(&vm.state) != Some(VmState::Deleting) || !self.finish_delete(&vm).await {
+                kept.push(vm);
+            }
+        }
+        let vms = kept;
         for vm in &vms {
             let state = VmState::parse(&vm.state).unwrap_or(VmState::Error);
             let handles = read_handles(Path::new(&vm.vm_dir));
@@ -130,6 +138,33 @@ impl Daemon {
 }
 
 impl Daemon {
+    /// Completes a delete interrupted by a daemon crash after the VM was
+    /// marked `deleting`: whatever runtime is left, then the dirs and the
+    /// row. What cannot be removed leaves the VM in `error`, kept for a
+    /// retried `vm delete`. Returns whether the VM is gone.
+    async fn finish_delete(&self, vm: &VmRecord) -> bool {
+        let handles =
+            read_handles(Path::new(&vm.vm_dir)).filter(|h| process::cmdline_contains(&h.vmm, &vm.id));
+        let mut errors = self.teardown_runtime(vm, handles.as_ref()).await;
+        errors.extend(self.remove_vm_dirs(&vm.id));
+        let removed = match join_errors(errors) {
+            Some(msg) => Err(msg),
+            None => self.store.delete_vm(&vm.id).map(drop).map_err(|e| e.to_string()),
+        };
+        match removed {
+            Ok(()) => {
+                self.forget_host_key(&vm.name);
+                tracing::info!(vm = %vm.name, id = %vm.id, "finished a delete a daemon crash interrupted");
+                true
+            }
+            Err(msg) => {
+                tracing::warn!(vm = %vm.name, "cannot finish an interrupted delete: {msg}");
+                self.set_state(&vm.id, VmState::Error, Some(&format!("delete interrupted, then: {msg}")));
+                false
+            }
+        }
+    }
+
     /// Kills engine processes of this user that run a VM from this
     /// daemon's dirs but that no VM tracks: launched by a daemon killed
     /// before it wrote `handles.json` (they hold a tap and would run

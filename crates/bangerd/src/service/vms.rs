@@ -190,7 +190,9 @@ impl Daemon {
     }
 
     /// Deletes a VM: stops it if needed, runs every runtime cleanup step
-    /// (joining their errors), removes its dir and its row.
+    /// (joining their errors), then marks it `deleting` and removes its
+    /// dirs and its row. A daemon killed after the mark finishes the
+    /// delete when it restarts (`reconcile`), so no row outlives its dir.
     pub async fn delete_vm(self: &Arc<Self>, reference: &str) -> Result<Vm> {
         let vm = self.find_vm(reference)?;
         self.cancel_boot(&vm);
@@ -205,12 +207,10 @@ impl Daemon {
         if let Err(e) = self.teardown_for_delete(&vm).await {
             errors.push(e);
         }
-        for dir in [self.paths.vm_dir(&vm.id), self.paths.vm_run_dir(&vm.id)] {
-            match std::fs::remove_dir_all(&dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => errors.push(format!("cannot remove {}: {e}", dir.display())),
-            }
+        if errors.is_empty() {
+            // Persisted before the first file goes.
+            self.store.set_vm_state(&vm.id, VmState::Deleting.as_str(), None, now_ms()).map_err(store_err)?;
+            errors.extend(self.remove_vm_dirs(&vm.id));
         }
         if let Some(msg) = join_errors(errors) {
             // Keep the row so the user can see what is left and retry.
@@ -225,6 +225,19 @@ impl Daemon {
         self.forget_host_key(&vm.name);
         tracing::info!(vm = %vm.name, id = %vm.id, "VM deleted");
         Ok(before)
+    }
+
+    /// Removes a VM's state and runtime dirs; returns what could not go.
+    pub(crate) fn remove_vm_dirs(&self, id: &str) -> Vec<String> {
+        let mut errors = Vec::new();
+        for dir in [self.paths.vm_dir(id), self.paths.vm_run_dir(id)] {
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => errors.push(format!("cannot remove {}: {e}", dir.display())),
+            }
+        }
+        errors
     }
 }
 

@@ -71,3 +71,39 @@ async fn a_restart_sweeps_what_a_crash_left() {
     assert_eq!(t.daemon.list_vms().unwrap().len(), 1);
     t.stop().await;
 }
+
+/// A daemon killed while a delete removed the VM's files (the row already
+/// marked `deleting`, the dir half gone) finishes that delete at its next
+/// start: neither row nor dir is left, and the VM beside it is untouched.
+/// Before the mark existed, the row came back `stopped` with no dir.
+#[tokio::test]
+async fn a_restart_finishes_a_delete_a_crash_cut_short() {
+    let t = TestDaemon::start().await;
+    t.seed_image("img");
+    let mut ids = Vec::new();
+    for name in ["doomed", "bystander"] {
+        let body = format!(r#"{{"name": "{name}", "image": "img", "no_start": true}}"#);
+        let (s, vm) = t.request("POST", "/v1/vms", Some(&body)).await;
+        assert_eq!(s, 200, "{vm}");
+        ids.push(vm["id"].as_str().unwrap().to_string());
+    }
+    let p = t.daemon.paths.clone();
+    for id in &ids {
+        std::fs::create_dir_all(p.vm_dir(id)).unwrap();
+        std::fs::write(p.vm_dir(id).join("rootfs.ext4"), b"disk").unwrap();
+    }
+    // What delete_vm had done when the daemon died: the mark, part of the dir.
+    t.daemon.store.set_vm_state(&ids[0], "deleting", None, 0).unwrap();
+    std::fs::remove_file(p.vm_dir(&ids[0]).join("rootfs.ext4")).unwrap();
+    std::fs::write(p.vm_dir(&ids[0]).join("console.log"), b"left").unwrap();
+    let (s, listed) = t.request("GET", "/v1/vms", None).await;
+    assert_eq!(s, 200);
+    assert!(listed.to_string().contains("\"deleting\""), "the mark is not shown: {listed}");
+
+    let t = t.restart().await;
+    let names: Vec<String> = t.daemon.list_vms().unwrap().into_iter().map(|v| v.name).collect();
+    assert_eq!(names, ["bystander"]);
+    assert!(!p.vm_dir(&ids[0]).exists(), "the deleted VM's dir is left");
+    assert!(p.vm_dir(&ids[1]).join("rootfs.ext4").exists(), "the other VM's disk was touched");
+    t.stop().await;
+}
