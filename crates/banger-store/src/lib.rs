@@ -16,7 +16,10 @@ mod records;
 
 pub use records::{ImageRecord, KernelRecord, NewVm, VmRecord};
 
+use banger_api::{PortForward, VmState, Workspace};
+use banger_engine::EngineKind;
 use rusqlite::{params, Connection, OptionalExtension};
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
@@ -36,7 +39,7 @@ pub enum StoreError {
     #[error("A {kind} named {name:?} already exists")]
     Duplicate { kind: &'static str, name: String },
     #[error("Guest IP {0} is already taken")]
-    IpTaken(String),
+    IpTaken(Ipv4Addr),
     #[error("State database query failed")]
     Sql(#[from] rusqlite::Error),
     #[error("Stored JSON is malformed")]
@@ -197,10 +200,10 @@ impl Store {
                 v.vcpu,
                 v.memory_mib as i64,
                 v.disk_size_mib as i64,
-                v.guest_ip,
+                v.guest_ip.to_string(),
                 v.vm_dir,
-                v.state,
-                v.engine,
+                v.state.as_str(),
+                v.engine.as_str(),
                 v.engine_reason,
                 v.nat,
                 forwards,
@@ -211,7 +214,7 @@ impl Store {
             Err(rusqlite::Error::SqliteFailure(e, Some(msg)))
                 if e.code == rusqlite::ErrorCode::ConstraintViolation && msg.contains("guest_ip") =>
             {
-                Err(StoreError::IpTaken(v.guest_ip.clone()))
+                Err(StoreError::IpTaken(v.guest_ip))
             }
             r => map_unique(r, "VM", &v.name).map(|_| ()),
         }
@@ -233,27 +236,33 @@ impl Store {
     }
 
     /// Guest IPs currently allocated to any VM.
-    pub fn used_ips(&self) -> Result<Vec<String>> {
+    pub fn used_ips(&self) -> Result<Vec<Ipv4Addr>> {
         let conn = self.conn();
         let mut stmt = conn.prepare("SELECT guest_ip FROM vms")?;
-        let rows = stmt.query_map([], |r| r.get(0))?;
+        let rows = stmt.query_map([], |r| records::text_as(r, 0, |s| s.parse().ok()))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Records a VM's state and last error (`None` clears it).
-    pub fn set_vm_state(&self, id: &str, state: &str, last_error: Option<&str>, now_ms: i64) -> Result<()> {
+    pub fn set_vm_state(
+        &self,
+        id: &str,
+        state: VmState,
+        last_error: Option<&str>,
+        now_ms: i64,
+    ) -> Result<()> {
         self.conn().execute(
             "UPDATE vms SET state = ?2, last_error = ?3, updated_at = ?4 WHERE id = ?1",
-            params![id, state, last_error, now_ms],
+            params![id, state.as_str(), last_error, now_ms],
         )?;
         Ok(())
     }
 
     /// Records the engine chosen for a VM's next start.
-    pub fn set_vm_engine(&self, id: &str, engine: &str, reason: &str, now_ms: i64) -> Result<()> {
+    pub fn set_vm_engine(&self, id: &str, engine: EngineKind, reason: &str, now_ms: i64) -> Result<()> {
         self.conn().execute(
             "UPDATE vms SET engine = ?2, engine_reason = ?3, updated_at = ?4 WHERE id = ?1",
-            params![id, engine, reason, now_ms],
+            params![id, engine.as_str(), reason, now_ms],
         )?;
         Ok(())
     }
@@ -268,12 +277,7 @@ impl Store {
     }
 
     /// Records (or clears) the workspace copied into a VM.
-    pub fn set_vm_workspace(
-        &self,
-        id: &str,
-        workspace: Option<&serde_json::Value>,
-        now_ms: i64,
-    ) -> Result<()> {
+    pub fn set_vm_workspace(&self, id: &str, workspace: Option<&Workspace>, now_ms: i64) -> Result<()> {
         let ws = workspace.map(serde_json::to_string).transpose()?;
         self.conn().execute(
             "UPDATE vms SET workspace = ?2, updated_at = ?3 WHERE id = ?1",
@@ -283,7 +287,7 @@ impl Store {
     }
 
     /// Replaces a VM's recorded port forwards.
-    pub fn set_vm_forwards(&self, id: &str, forwards: &serde_json::Value, now_ms: i64) -> Result<()> {
+    pub fn set_vm_forwards(&self, id: &str, forwards: &[PortForward], now_ms: i64) -> Result<()> {
         self.conn().execute(
             "UPDATE vms SET forwards = ?2, updated_at = ?3 WHERE id = ?1",
             params![id, serde_json::to_string(forwards)?, now_ms],

@@ -1,7 +1,11 @@
 //! Rows as the store reads and writes them. Times are Unix milliseconds.
 
 use crate::Result;
+use banger_api::{PortForward, VmState, Workspace};
+use banger_engine::EngineKind;
+use rusqlite::types::Type;
 use rusqlite::Row;
+use std::net::Ipv4Addr;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KernelRecord {
@@ -81,13 +85,13 @@ pub struct NewVm {
     pub vcpu: u32,
     pub memory_mib: u64,
     pub disk_size_mib: u64,
-    pub guest_ip: String,
+    pub guest_ip: Ipv4Addr,
     pub vm_dir: String,
-    pub state: String,
-    pub engine: String,
+    pub state: VmState,
+    pub engine: EngineKind,
     pub engine_reason: String,
     pub nat: bool,
-    pub forwards: serde_json::Value,
+    pub forwards: Vec<PortForward>,
     pub created_at_ms: i64,
 }
 
@@ -102,15 +106,15 @@ pub struct VmRecord {
     pub vcpu: u32,
     pub memory_mib: u64,
     pub disk_size_mib: u64,
-    pub guest_ip: String,
+    pub guest_ip: Ipv4Addr,
     pub vm_dir: String,
-    pub state: String,
-    pub engine: String,
+    pub state: VmState,
+    pub engine: EngineKind,
     pub engine_reason: String,
     pub nat: bool,
     pub last_error: Option<String>,
-    pub workspace: Option<serde_json::Value>,
-    pub forwards: serde_json::Value,
+    pub workspace: Option<Workspace>,
+    pub forwards: Vec<PortForward>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
 }
@@ -134,15 +138,15 @@ impl VmRecord {
                 vcpu: r.get(5)?,
                 memory_mib: r.get::<_, i64>(6)? as u64,
                 disk_size_mib: r.get::<_, i64>(7)? as u64,
-                guest_ip: r.get(8)?,
+                guest_ip: text_as(r, 8, |s| s.parse().ok())?,
                 vm_dir: r.get(9)?,
-                state: r.get(10)?,
-                engine: r.get(11)?,
+                state: text_as(r, 10, VmState::parse)?,
+                engine: text_as(r, 11, EngineKind::parse)?,
                 engine_reason: r.get(12)?,
                 nat: r.get(13)?,
                 last_error: r.get(14)?,
                 workspace: None,
-                forwards: serde_json::Value::Null,
+                forwards: Vec::new(),
                 created_at_ms: r.get(17)?,
                 updated_at_ms: r.get(18)?,
             },
@@ -157,4 +161,18 @@ impl VmRecord {
         rec.forwards = serde_json::from_str(&forwards)?;
         Ok(rec)
     }
+}
+
+/// Column `i` as text turned into a `T` by `parse`; a value it refuses is
+/// a conversion error naming the column and the value, never a default.
+pub(crate) fn text_as<T>(r: &Row<'_>, i: usize, parse: impl Fn(&str) -> Option<T>) -> rusqlite::Result<T> {
+    let text: String = r.get(i)?;
+    parse(&text).ok_or_else(|| {
+        let name = r.as_ref().column_name(i).unwrap_or("?").to_string();
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            Type::Text,
+            format!("column {name} holds {text:?}, which this banger does not know").into(),
+        )
+    })
 }

@@ -1,4 +1,6 @@
 use super::*;
+use banger_api::{PortForward, VmState, Workspace};
+use banger_engine::EngineKind;
 
 fn kernel(name: &str) -> KernelRecord {
     KernelRecord {
@@ -33,13 +35,13 @@ fn vm(id: &str, name: &str, ip: &str) -> NewVm {
         vcpu: 2,
         memory_mib: 1024,
         disk_size_mib: 8192,
-        guest_ip: ip.into(),
+        guest_ip: ip.parse().unwrap(),
         vm_dir: format!("/vms/{id}"),
-        state: "stopped".into(),
-        engine: "qemu".into(),
+        state: VmState::Stopped,
+        engine: EngineKind::Qemu,
         engine_reason: "test".into(),
         nat: false,
-        forwards: serde_json::json!([]),
+        forwards: vec![PortForward { host_addr: "127.0.0.1".into(), host_port: 8080, guest_port: 80 }],
         created_at_ms: 3,
     }
 }
@@ -60,10 +62,11 @@ fn round_trips_and_joins() {
     assert_eq!(got.name, "alpha");
     assert_eq!(got.image_name, "deb");
     assert_eq!(got.kernel, "k1");
-    assert_eq!(got.forwards, serde_json::json!([]));
+    assert_eq!(got.forwards, vm("v1", "alpha", "10.0.0.2").forwards);
+    assert_eq!((got.state, got.engine), (VmState::Stopped, EngineKind::Qemu));
     assert_eq!(s.get_image_by_name("deb").unwrap().unwrap().manifest, image("img1", "deb", "k1").manifest);
     assert_eq!(s.list_vms().unwrap().len(), 1);
-    assert_eq!(s.used_ips().unwrap(), vec!["10.0.0.2".to_string()]);
+    assert_eq!(s.used_ips().unwrap(), vec![std::net::Ipv4Addr::new(10, 0, 0, 2)]);
 }
 
 #[test]
@@ -94,14 +97,38 @@ fn references_are_enforced() {
 fn state_updates() {
     let (_d, s) = seeded();
     s.insert_vm(&vm("v1", "alpha", "10.0.0.2")).unwrap();
-    s.set_vm_state("v1", "error", Some("boom"), 9).unwrap();
+    s.set_vm_state("v1", VmState::Error, Some("boom"), 9).unwrap();
     let got = s.get_vm("v1").unwrap().unwrap();
-    assert_eq!(
-        (got.state.as_str(), got.last_error.as_deref(), got.updated_at_ms),
-        ("error", Some("boom"), 9)
-    );
-    s.set_vm_workspace("v1", Some(&serde_json::json!({"guest_path": "/root/x"})), 10).unwrap();
-    assert!(s.get_vm("v1").unwrap().unwrap().workspace.is_some());
+    assert_eq!((got.state, got.last_error.as_deref(), got.updated_at_ms), (VmState::Error, Some("boom"), 9));
+    let ws = Workspace {
+        guest_path: "/root/x".into(),
+        host_path: "/home/u/x".into(),
+        head: "0123456789abcdef".into(),
+        branch: Some("main".into()),
+        prepared_at: "2026-11-29T00:00:00Z".into(),
+    };
+    s.set_vm_workspace("v1", Some(&ws), 10).unwrap();
+    assert_eq!(s.get_vm("v1").unwrap().unwrap().workspace, Some(ws));
+    s.set_vm_engine("v1", EngineKind::Firecracker, "asked", 11).unwrap();
+    assert_eq!(s.get_vm("v1").unwrap().unwrap().engine, EngineKind::Firecracker);
+    s.set_vm_forwards("v1", &[], 12).unwrap();
+    assert!(s.get_vm("v1").unwrap().unwrap().forwards.is_empty());
+}
+
+/// A value no variant matches (a hand-edited or corrupted row) is an error
+/// naming the column and the value, not a default state or engine.
+#[test]
+fn unknown_stored_values_are_errors_not_defaults() {
+    let (_d, s) = seeded();
+    s.insert_vm(&vm("v1", "alpha", "10.0.0.2")).unwrap();
+    for (column, value) in [("state", "exploded"), ("engine", "bochs"), ("guest_ip", "10.0.0.999")] {
+        s.conn().execute(&format!("UPDATE vms SET {column} = ?1 WHERE id = 'v1'"), [value]).unwrap();
+        let err = s.get_vm("v1").unwrap_err().to_string();
+        let source = format!("{:?}", s.list_vms().unwrap_err());
+        assert!(source.contains(column) && source.contains(value), "{column}: {err} / {source}");
+        s.conn().execute("DELETE FROM vms WHERE id = 'v1'", []).unwrap();
+        s.insert_vm(&vm("v1", "alpha", "10.0.0.2")).unwrap();
+    }
 }
 
 #[test]

@@ -21,7 +21,7 @@ impl Daemon {
     fn running_vm_ip(&self, name: &str) -> Option<Ipv4Addr> {
         let vm = self.store.list_vms().ok()?.into_iter().find(|v| v.name == name)?;
         self.runtime(&vm.id)?;
-        vm.guest_ip.parse().ok()
+        Some(vm.guest_ip)
     }
 
     /// Builds the answer to one query packet; `None` for garbage.

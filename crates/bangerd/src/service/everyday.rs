@@ -3,7 +3,7 @@
 use super::Daemon;
 use crate::error::{store_err, Result};
 use crate::util::now_ms;
-use banger_api::{validate, ApiError, SetVmRequest, Vm, VmState, VmStats};
+use banger_api::{validate, ApiError, SetVmRequest, Vm, VmStats};
 use std::time::Duration;
 
 /// utime + stime of a process, in clock ticks.
@@ -30,7 +30,7 @@ impl Daemon {
         let mut stats = VmStats {
             id: vm.id.clone(),
             name: vm.name.clone(),
-            state: VmState::parse(&vm.state).unwrap_or(VmState::Error),
+            state: vm.state,
             vcpu: vm.vcpu,
             memory_mib: vm.memory_mib,
             uptime_secs: None,

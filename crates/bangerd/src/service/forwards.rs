@@ -7,7 +7,7 @@ use super::lifecycle::Runtime;
 use super::Daemon;
 use crate::error::Result;
 use banger_agent_proto::{read_frame, write_json, ConnectRequest, Kind, Op, Request, Response};
-use banger_api::{ApiError, PortForward};
+use banger_api::ApiError;
 use banger_store::VmRecord;
 use std::sync::Arc;
 
@@ -15,9 +15,8 @@ impl Daemon {
     /// Opens the VM's recorded forwards. A port that cannot be bound fails
     /// the whole set (the listeners already opened are closed).
     pub(crate) async fn open_forwards(self: &Arc<Self>, vm: &VmRecord, rt: &Runtime) -> Result<()> {
-        let forwards: Vec<PortForward> = serde_json::from_value(vm.forwards.clone()).unwrap_or_default();
         let mut listeners = Vec::new();
-        for f in &forwards {
+        for f in &vm.forwards {
             let l =
                 tokio::net::TcpListener::bind((f.host_addr.as_str(), f.host_port)).await.map_err(|e| {
                     ApiError::conflict(format!(

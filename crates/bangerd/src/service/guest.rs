@@ -335,13 +335,13 @@ impl Daemon {
             return Err(ApiError::precondition(format!("VM {:?} is not running ({})", vm.name, vm.state))
                 .with_hint(format!("start it with `banger vm start {}`", vm.name)));
         };
-        match VmState::parse(&vm.state) {
-            Some(VmState::Starting) => {
+        match vm.state {
+            VmState::Starting => {
                 return Err(ApiError::precondition(format!("VM {:?} is still starting", vm.name))
                     .with_hint("wait for `banger vm start` to finish"))
             }
             // Its vCPUs are frozen: nothing in it would answer.
-            Some(VmState::Paused) => {
+            VmState::Paused => {
                 return Err(ApiError::precondition(format!("VM {:?} is paused", vm.name))
                     .with_hint(format!("resume it with `banger vm resume {}`", vm.name)))
             }

@@ -150,7 +150,7 @@ impl Daemon {
     }
 
     /// Picks the engine for a new VM and says why.
-    pub fn choose_engine(&self, requested: Option<&str>) -> Result<(String, String)> {
+    pub fn choose_engine(&self, requested: Option<&str>) -> Result<(EngineKind, String)> {
         let choice = match requested {
             None => self.config.engine,
             Some(s) => EngineChoice::parse(s).ok_or_else(|| {
@@ -160,13 +160,13 @@ impl Daemon {
         let kvm = host::kvm_status();
         let fc = host::find_binary(self.config.firecracker_bin.as_deref(), "firecracker", &[]);
         match choice {
-            EngineChoice::Qemu => Ok(("qemu".into(), format!("requested; {}", qemu_accel_reason(&kvm)))),
+            EngineChoice::Qemu => Ok((EngineKind::Qemu, format!("requested; {}", qemu_accel_reason(&kvm)))),
             EngineChoice::Firecracker => match fc {
                 Some(p) if kvm.usable => {
-                    Ok(("firecracker".into(), format!("requested; using {}", p.display())))
+                    Ok((EngineKind::Firecracker, format!("requested; using {}", p.display())))
                 }
                 Some(p) => Ok((
-                    "firecracker".into(),
+                    EngineKind::Firecracker,
                     format!("requested; using {} although {}", p.display(), kvm.reason),
                 )),
                 None => Err(ApiError::unavailable("Firecracker was requested but is not installed")
@@ -176,13 +176,15 @@ impl Daemon {
             },
             EngineChoice::Auto => match (kvm.usable, fc) {
                 (true, Some(p)) => Ok((
-                    "firecracker".into(),
+                    EngineKind::Firecracker,
                     format!("auto: KVM runs ordinary guests and firecracker is at {}", p.display()),
                 )),
                 (true, None) => {
-                    Ok(("qemu".into(), "auto: firecracker is not installed; qemu with KVM".into()))
+                    Ok((EngineKind::Qemu, "auto: firecracker is not installed; qemu with KVM".into()))
                 }
-                (false, _) => Ok(("qemu".into(), format!("auto: {}; qemu with TCG emulation", kvm.reason))),
+                (false, _) => {
+                    Ok((EngineKind::Qemu, format!("auto: {}; qemu with TCG emulation", kvm.reason)))
+                }
             },
         }
     }
@@ -227,7 +229,7 @@ impl Daemon {
     }
 
     pub(crate) fn set_state(&self, id: &str, state: VmState, last_error: Option<&str>) {
-        if let Err(e) = self.store.set_vm_state(id, state.as_str(), last_error, now_ms()) {
+        if let Err(e) = self.store.set_vm_state(id, state, last_error, now_ms()) {
             tracing::error!(vm = id, "cannot record state {state}: {e}");
         }
     }
@@ -284,9 +286,7 @@ impl Daemon {
     }
 
     async fn boot(self: &Arc<Self>, vm: &VmRecord, progress: &Progress) -> Result<()> {
-        let kind = EngineKind::parse(&vm.engine).ok_or_else(|| {
-            ApiError::internal(format!("VM {:?} has an unknown engine {:?}", vm.name, vm.engine))
-        })?;
+        let kind = vm.engine;
         let engine = self.engine(kind)?;
         let image = self.image_record(&vm.image_id)?;
         let kernel = self.kernel_record(&image.kernel)?;
@@ -340,12 +340,9 @@ impl Daemon {
         match self.attach_network(vm).await {
             Ok(Some(tap)) => {
                 self.sync_nat(Some((vm, &tap))).await?;
-                let ip: std::net::Ipv4Addr = vm.guest_ip.parse().map_err(|_| {
-                    ApiError::internal(format!("VM {:?} has a malformed IP {:?}", vm.name, vm.guest_ip))
-                })?;
                 cmdline.push(' ');
                 cmdline.push_str(&banger_net::kernel_ip_arg(
-                    ip,
+                    vm.guest_ip,
                     &self.config.cidr,
                     self.config.gateway(),
                     &vm.name,

@@ -35,14 +35,13 @@ impl Daemon {
                 Some(banger_net::nat::Guard {
                     tap: tap.clone()?,
                     mac: banger_net::guest_mac(&v.id),
-                    ip: v.guest_ip.parse().ok()?,
+                    ip: v.guest_ip,
                 })
             })
             .collect();
         let booting = booting.map(|(b, _)| b);
         let running: Vec<VmRecord> = running.into_iter().map(|(v, _)| v).collect();
-        let nat_ips: Vec<std::net::Ipv4Addr> =
-            running.iter().filter(|v| v.nat).filter_map(|v| v.guest_ip.parse().ok()).collect();
+        let nat_ips: Vec<std::net::Ipv4Addr> = running.iter().filter(|v| v.nat).map(|v| v.guest_ip).collect();
         if !self.privops.available() {
             if booting.is_some_and(|b| b.nat) {
                 return Err(ApiError::unavailable("NAT needs privileges this daemon does not have")

@@ -30,13 +30,13 @@ impl Daemon {
         // A delete the last daemon had begun removing files for is finished.
         let mut kept = Vec::with_capacity(vms.len());
         for vm in vms {
-            if VmState::parse(&vm.state) != Some(VmState::Deleting) || !self.finish_delete(&vm).await {
+            if vm.state != VmState::Deleting || !self.finish_delete(&vm).await {
                 kept.push(vm);
             }
         }
         let vms = kept;
         for vm in &vms {
-            let state = VmState::parse(&vm.state).unwrap_or(VmState::Error);
+            let state = vm.state;
             let handles = read_handles(Path::new(&vm.vm_dir));
             let live = handles.as_ref().filter(|h| process::cmdline_contains(&h.vmm, &vm.id)).cloned();
             match (state.has_runtime(), live) {

@@ -41,7 +41,7 @@ impl Daemon {
     /// stop, kill and delete must not wait for that. Killing the engine ends
     /// the boot at once, and the boot records `stopped`.
     pub(crate) fn cancel_boot(&self, vm: &VmRecord) {
-        if VmState::parse(&vm.state) != Some(VmState::Starting) {
+        if vm.state != VmState::Starting {
             return;
         }
         if let Some(rt) = self.runtime(&vm.id) {
@@ -74,7 +74,7 @@ impl Daemon {
         kill: bool,
     ) -> Result<()> {
         let Some(rt) = self.runtime(&vm.id) else {
-            if VmState::parse(&vm.state).is_some_and(|s| s.has_runtime()) {
+            if vm.state.has_runtime() {
                 self.set_state(&vm.id, VmState::Stopped, vm.last_error.as_deref());
             }
             return Ok(());
@@ -264,7 +264,7 @@ impl Daemon {
         let vm = self.find_vm(reference)?;
         let _lock = self.vm_locks.lock(&vm.id).await;
         let vm = self.reload(&vm.id)?;
-        let state = VmState::parse(&vm.state).unwrap_or(VmState::Error);
+        let state = vm.state;
         let (from, to) =
             if pause { (VmState::Running, VmState::Paused) } else { (VmState::Paused, VmState::Running) };
         if state == to {

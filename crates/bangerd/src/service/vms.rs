@@ -19,7 +19,7 @@ use std::sync::Arc;
 impl Daemon {
     /// Converts a record to its API form, adding live runtime facts.
     pub fn vm_to_api(&self, r: &VmRecord) -> Vm {
-        let state = VmState::parse(&r.state).unwrap_or(VmState::Error);
+        let state = r.state;
         Vm {
             id: r.id.clone(),
             name: r.name.clone(),
@@ -30,16 +30,16 @@ impl Daemon {
             vcpu: r.vcpu,
             memory_mib: r.memory_mib,
             disk_size_mib: r.disk_size_mib,
-            guest_ip: r.guest_ip.clone(),
+            guest_ip: r.guest_ip.to_string(),
             vm_dir: r.vm_dir.clone(),
             created_at: rfc3339(r.created_at_ms),
             last_error: r.last_error.clone(),
-            engine: r.engine.clone(),
+            engine: r.engine.as_str().into(),
             engine_reason: r.engine_reason.clone(),
             nat: r.nat,
             runtime: self.runtime_view(&r.id),
-            workspace: r.workspace.clone().and_then(|w| serde_json::from_value(w).ok()),
-            forwards: serde_json::from_value(r.forwards.clone()).unwrap_or_default(),
+            workspace: r.workspace.clone(),
+            forwards: r.forwards.clone(),
             exec_defaults: self.exec_defaults(&r.image_id),
         }
     }
@@ -142,13 +142,13 @@ impl Daemon {
                 vcpu,
                 memory_mib,
                 disk_size_mib,
-                guest_ip: ip.to_string(),
+                guest_ip: ip,
                 vm_dir: vm_dir.display().to_string(),
-                state: VmState::Stopped.as_str().into(),
-                engine: engine.clone(),
+                state: VmState::Stopped,
+                engine,
                 engine_reason,
                 nat: req.nat,
-                forwards: serde_json::to_value(&req.forwards).unwrap_or_default(),
+                forwards: req.forwards.clone(),
                 created_at_ms: now_ms(),
             };
             if let Err(e) = self.store.insert_vm(&row) {
@@ -179,14 +179,10 @@ impl Daemon {
     fn allocate_ip(&self) -> Result<Ipv4Addr> {
         let used = self.store.used_ips().map_err(store_err)?;
         let gateway = self.config.gateway();
-        self.config
-            .cidr
-            .hosts()
-            .find(|ip| *ip != gateway && !used.iter().any(|u| u == &ip.to_string()))
-            .ok_or_else(|| {
-                ApiError::conflict(format!("No free guest IP left in {}", self.config.cidr))
-                    .with_hint("delete unused VMs (`banger vm prune`) or configure a larger network.cidr")
-            })
+        self.config.cidr.hosts().find(|ip| *ip != gateway && !used.contains(ip)).ok_or_else(|| {
+            ApiError::conflict(format!("No free guest IP left in {}", self.config.cidr))
+                .with_hint("delete unused VMs (`banger vm prune`) or configure a larger network.cidr")
+        })
     }
 
     /// Deletes a VM: stops it if needed, runs every runtime cleanup step
@@ -209,12 +205,12 @@ impl Daemon {
         }
         if errors.is_empty() {
             // Persisted before the first file goes.
-            self.store.set_vm_state(&vm.id, VmState::Deleting.as_str(), None, now_ms()).map_err(store_err)?;
+            self.store.set_vm_state(&vm.id, VmState::Deleting, None, now_ms()).map_err(store_err)?;
             errors.extend(self.remove_vm_dirs(&vm.id));
         }
         if let Some(msg) = join_errors(errors) {
             // Keep the row so the user can see what is left and retry.
-            let _ = self.store.set_vm_state(&vm.id, VmState::Error.as_str(), Some(&msg), now_ms());
+            let _ = self.store.set_vm_state(&vm.id, VmState::Error, Some(&msg), now_ms());
             return Err(ApiError::internal(format!(
                 "Deleting VM {:?} left something behind: {msg}",
                 vm.name
@@ -251,8 +247,8 @@ impl Daemon {
             .map_err(store_err)?
             .into_iter()
             .flat_map(|v| {
-                let fs: Vec<PortForward> = serde_json::from_value(v.forwards.clone()).unwrap_or_default();
-                fs.into_iter().map(move |f| (v.name.clone(), f))
+                let name = v.name;
+                v.forwards.into_iter().map(move |f| (name.clone(), f))
             })
             .collect();
         for (i, f) in forwards.iter().enumerate() {
@@ -300,8 +296,7 @@ impl Daemon {
             branch: ws.branch,
             prepared_at: rfc3339(now_ms()),
         };
-        let v = serde_json::to_value(&record).map_err(|e| ApiError::internal(e.to_string()))?;
-        self.store.set_vm_workspace(&vm.id, Some(&v), now_ms()).map_err(store_err)?;
+        self.store.set_vm_workspace(&vm.id, Some(&record), now_ms()).map_err(store_err)?;
         self.show_vm(&vm.id)
     }
 }

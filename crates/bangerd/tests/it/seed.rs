@@ -161,7 +161,7 @@ async fn state_survives_a_daemon_restart() {
     let t = t.restart().await;
     let found = t.daemon.find_vm("keeper").unwrap();
     assert_eq!(found.id, vm.id);
-    assert_eq!(found.guest_ip, vm.guest_ip);
-    assert_eq!(found.state, "stopped");
+    assert_eq!(found.guest_ip.to_string(), vm.guest_ip);
+    assert_eq!(found.state, banger_api::VmState::Stopped);
     t.stop().await;
 }

@@ -93,7 +93,7 @@ async fn a_restart_finishes_a_delete_a_crash_cut_short() {
         std::fs::write(p.vm_dir(id).join("rootfs.ext4"), b"disk").unwrap();
     }
     // What delete_vm had done when the daemon died: the mark, part of the dir.
-    t.daemon.store.set_vm_state(&ids[0], "deleting", None, 0).unwrap();
+    t.daemon.store.set_vm_state(&ids[0], banger_api::VmState::Deleting, None, 0).unwrap();
     std::fs::remove_file(p.vm_dir(&ids[0]).join("rootfs.ext4")).unwrap();
     std::fs::write(p.vm_dir(&ids[0]).join("console.log"), b"left").unwrap();
     let (s, listed) = t.request("GET", "/v1/vms", None).await;
