@@ -21,6 +21,7 @@
 
 pub mod cgroup;
 pub mod firecracker;
+pub mod host;
 pub mod process;
 pub mod qemu;
 
@@ -194,6 +195,38 @@ pub struct Handles {
     /// VM's); QEMU in the cgroup of this id. Released after the engine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jail: Option<String>,
+}
+
+impl Handles {
+    /// Where a VM's handles are kept in its dir.
+    pub fn path(vm_dir: &Path) -> PathBuf {
+        vm_dir.join("handles.json")
+    }
+
+    /// The handles recorded in `vm_dir`, if readable: a regular file (no
+    /// symlink followed) of at most 64 KiB, since root reads it too.
+    pub fn read(vm_dir: &Path) -> Option<Handles> {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = std::fs::File::options()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(Self::path(vm_dir))
+            .ok()?;
+        if !f.metadata().ok()?.is_file() {
+            return None;
+        }
+        let mut bytes = Vec::new();
+        f.take(64 << 10).read_to_end(&mut bytes).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Records the handles in `vm_dir`, atomically (a crash leaves the old
+    /// file or the new one).
+    pub fn write(&self, vm_dir: &Path) -> Result<(), banger_fs::FsError> {
+        let json = serde_json::to_vec_pretty(self).expect("handles serialize");
+        banger_fs::write_atomic(&Self::path(vm_dir), &json)
+    }
 }
 
 /// Engine failures, with what the user can do about them.

@@ -52,7 +52,7 @@ pub fn write(out: &Path, members: &[(&str, &Path)]) -> anyhow::Result<Written> {
         return Err(e);
     }
     let size_bytes = std::fs::metadata(out)?.len();
-    Ok(Written { sha256: crate::fsutil::sha256_file(out)?, size_bytes })
+    Ok(Written { sha256: banger_fs::sha256_file(out)?, size_bytes })
 }
 
 /// Unpacks a bundle into `dest` (an existing empty dir), allowing only
@@ -176,12 +176,12 @@ mod tests {
         std::fs::write(&manifest, b"{}").unwrap();
         let out = d.path().join("x.tar.zst");
         let w = write(&out, &[("rootfs.ext4", &rootfs), ("manifest.json", &manifest)]).unwrap();
-        assert_eq!(w.sha256, crate::fsutil::sha256_file(&out).unwrap());
+        assert_eq!(w.sha256, banger_fs::sha256_file(&out).unwrap());
         let dest = d.path().join("dest");
         std::fs::create_dir(&dest).unwrap();
         unpack(&out, &dest, IMAGE_MEMBERS, u64::MAX).unwrap();
         assert_eq!(std::fs::read(dest.join("rootfs.ext4")).unwrap(), data);
-        assert!(crate::fsutil::allocated_bytes(&dest.join("rootfs.ext4")).unwrap() < 1 << 20);
+        assert!(banger_fs::allocated_bytes(&dest.join("rootfs.ext4")).unwrap() < 1 << 20);
         // Issue 14, item 12: the same 4 MiB bundle (a few KiB compressed)
         // under a 1 MiB limit is refused.
         let small = d.path().join("small");

@@ -26,12 +26,8 @@ pub fn is_ext4(path: &Path) -> anyhow::Result<bool> {
 /// Finds an e2fsprogs tool (`debugfs`, `mkfs.ext4`, …) on PATH or in the
 /// sbin directories, which ordinary users' PATH often lacks.
 pub fn tool(name: &str) -> anyhow::Result<PathBuf> {
-    let mut dirs: Vec<PathBuf> =
-        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
-    dirs.extend(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from));
-    dirs.into_iter()
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
+    let system = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from);
+    banger_paths::find_executable(None, name, &system)
         .with_context(|| format!("{name} not found; install e2fsprogs (apt-get install e2fsprogs)"))
 }
 
@@ -259,7 +255,8 @@ pub fn clone_vm_disk(templates: &Path, path: &Path, size_mib: u64) -> anyhow::Re
         create_vm_disk(&tmp, size_mib)?;
         std::fs::rename(&tmp, &template).with_context(|| format!("Cannot publish {}", template.display()))?;
     }
-    crate::fsutil::sparse_copy(&template, path).map(|_| ())
+    banger_fs::sparse_copy(&template, path)?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -347,7 +344,7 @@ mod tests {
         let took = t.elapsed();
         assert!(is_ext4(&p).unwrap());
         assert_eq!(std::fs::metadata(&p).unwrap().len(), 8192 << 20);
-        let alloc = crate::fsutil::allocated_bytes(&p).unwrap();
+        let alloc = banger_fs::allocated_bytes(&p).unwrap();
         assert!(alloc < 50 << 20, "8 GiB disk allocates {alloc} bytes");
         eprintln!("8 GiB VM disk: {took:?}, {} KiB allocated", alloc >> 10);
         assert!(create_vm_disk(&p, 16).is_err(), "must not overwrite an existing disk");
@@ -370,7 +367,7 @@ mod tests {
             let p = d.path().join(f);
             assert!(is_ext4(&p).unwrap());
             assert_eq!(std::fs::metadata(&p).unwrap().len(), 1024 << 20);
-            assert!(crate::fsutil::allocated_bytes(&p).unwrap() < 16 << 20);
+            assert!(banger_fs::allocated_bytes(&p).unwrap() < 16 << 20);
             let out = Command::new(tool("e2fsck").unwrap()).args(["-fn"]).arg(&p).output().unwrap();
             assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
         }

@@ -1,6 +1,5 @@
 //! Images and kernels on the host side: the files, never the records.
 //!
-//! - [`fsutil`]: sparse-aware copies, hashing, atomic writes.
 //! - [`ext4`]: recognising ext4 images and editing them without mounting
 //!   (`mkfs.ext4 -d`, `debugfs -w`, `e2fsck`).
 //! - [`kernel`]: checking a vmlinux; [`kernel_build`]: building one from
@@ -16,7 +15,6 @@ pub mod build;
 pub mod bundle;
 pub mod ext4;
 pub mod flatten;
-pub mod fsutil;
 pub mod golden;
 pub mod kernel;
 pub mod kernel_build;

@@ -184,6 +184,22 @@ pub fn ensure_private_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Finds an executable: the configured path if given (and executable),
+/// else `name` in a directory of PATH, else in one of `extra`. The one
+/// place banger looks for the programs it runs.
+pub fn find_executable(configured: Option<&Path>, name: &str, extra: &[PathBuf]) -> Option<PathBuf> {
+    if let Some(p) = configured {
+        return is_executable(p).then(|| p.to_path_buf());
+    }
+    let path_dirs: Vec<PathBuf> =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    path_dirs.iter().chain(extra).map(|d| d.join(name)).find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,34 +10,7 @@ use ipnet::Ipv4Net;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
-/// Engine choice for new VMs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EngineChoice {
-    /// Firecracker when KVM can run an ordinary guest and firecracker is
-    /// installed; QEMU otherwise.
-    Auto,
-    Firecracker,
-    Qemu,
-}
-
-impl EngineChoice {
-    pub fn parse(s: &str) -> Option<EngineChoice> {
-        match s {
-            "auto" => Some(EngineChoice::Auto),
-            "firecracker" => Some(EngineChoice::Firecracker),
-            "qemu" => Some(EngineChoice::Qemu),
-            _ => None,
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EngineChoice::Auto => "auto",
-            EngineChoice::Firecracker => "firecracker",
-            EngineChoice::Qemu => "qemu",
-        }
-    }
-}
+pub use banger_engine::host::EngineChoice;
 
 /// A size in config: a number of MiB or a string such as `"2G"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -202,6 +175,16 @@ pub const DEFAULT_IMAGE: &str = "debian-bookworm";
 pub const DEFAULT_KERNEL: &str = "banger-6.1";
 
 impl Config {
+    /// The engines' binaries as configured (unset ones are looked up).
+    pub fn binaries(&self) -> banger_engine::host::Binaries {
+        banger_engine::host::Binaries {
+            firecracker: self.firecracker_bin.clone(),
+            jailer: self.jailer_bin.clone(),
+            qemu: self.qemu_bin.clone(),
+            vhost_vsock: self.vhost_vsock_bin.clone(),
+        }
+    }
+
     /// Built-in defaults only.
     pub fn defaults(path: PathBuf) -> Config {
         Config {

@@ -430,13 +430,9 @@ async fn install(a: InstallArgs) -> anyhow::Result<i32> {
     )?;
     // The helper runs the jailer as root: only a root-owned one, found on
     // root's PATH, is recorded (never a path from the owner's config).
-    let firecracker = crate::service::host::find_binary(None, "firecracker", &[]).filter(|p| root_owned(p));
-    let jailer = firecracker
-        .as_ref()
-        .and_then(|fc| {
-            crate::service::host::find_binary(None, "jailer", &[fc.parent().unwrap_or(fc).to_path_buf()])
-        })
-        .filter(|p| root_owned(p));
+    let on_path = banger_engine::host::Binaries::default();
+    let firecracker = on_path.find_firecracker().filter(|p| root_owned(p));
+    let jailer = firecracker.as_ref().and_then(|fc| on_path.find_jailer(fc)).filter(|p| root_owned(p));
     let file = InstallFile {
         owner: a.owner.clone(),
         uid,

@@ -551,7 +551,7 @@ mod resolver {
         pub fn system() -> Resolved {
             Resolved {
                 run_dir: "/run/systemd/resolve".into(),
-                resolvectl: crate::service::host::find_binary(None, "resolvectl", &[]),
+                resolvectl: banger_paths::find_executable(None, "resolvectl", &[]),
             }
         }
 

@@ -155,7 +155,7 @@ impl Daemon {
                         let file = out.file.context("the root helper handed no image over")?;
                         p.phase("copy", "taking the image over from the root helper");
                         let src = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
-                        banger_image::fsutil::sparse_copy(std::path::Path::new(&src), dst)?;
+                        banger_fs::sparse_copy(std::path::Path::new(&src), dst)?;
                     } else {
                         packages = golden::build_rootfs(&work2, &debs, &log2, size_req, dst, |ph, m| p.phase(ph, m))?;
                     }

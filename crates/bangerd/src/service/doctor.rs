@@ -1,8 +1,9 @@
 //! `banger doctor`: a read-only health report of the host and banger's
 //! setup, one PASS/WARN/FAIL line per check with a fix hint.
 
-use super::{host, Daemon};
+use super::Daemon;
 use crate::config::EngineChoice;
+use banger_engine::host;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
@@ -80,7 +81,8 @@ impl Daemon {
             (Err(e), _) => check("/dev/kvm", Level::Fail, format!("cannot open /dev/kvm: {e}"), Some("load kvm_intel or kvm_amd, and add your user to the kvm group (`sudo usermod -aG kvm $USER`)")),
         });
 
-        let fc = host::find_binary(self.config.firecracker_bin.as_deref(), "firecracker", &[]);
+        let bins = self.config.binaries();
+        let fc = bins.find_firecracker();
         let fc_required = self.config.engine == EngineChoice::Firecracker;
         out.push(match &fc {
             Some(p) => {
@@ -97,12 +99,8 @@ impl Daemon {
         if let Some(c) = self.jailer_check(fc.as_deref()) {
             out.push(c);
         }
-        let qemu = host::find_binary(self.config.qemu_bin.as_deref(), "qemu-system-x86_64", &[]);
-        let vhost = host::find_binary(
-            self.config.vhost_vsock_bin.as_deref(),
-            "vhost-device-vsock",
-            &host::cargo_bin_dir(),
-        );
+        let qemu = bins.find_qemu();
+        let vhost = bins.find_vhost_vsock();
         let need_qemu = !(fc_required || kvm.usable && fc.is_some());
         let lvl = if need_qemu { Level::Fail } else { Level::Warn };
         out.push(match &qemu {
@@ -121,7 +119,7 @@ impl Daemon {
             ),
         });
         out.push(match self.choose_engine(None) {
-            Ok((engine, why)) => check("engine for new VMs", Level::Pass, format!("{engine}: {why}"), None),
+            Ok(s) => check("engine for new VMs", Level::Pass, format!("{}: {s}", s.kind), None),
             Err(e) => check(
                 "engine for new VMs",
                 Level::Fail,

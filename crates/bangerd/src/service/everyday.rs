@@ -25,7 +25,7 @@ impl Daemon {
     pub async fn vm_stats(&self, reference: &str) -> Result<VmStats> {
         let vm = self.find_vm(reference)?;
         let disk = std::path::Path::new(&vm.vm_dir).join("disk.ext4");
-        let disk_allocated_bytes = banger_image::fsutil::allocated_bytes(&disk).unwrap_or(0);
+        let disk_allocated_bytes = banger_fs::allocated_bytes(&disk).unwrap_or(0);
         let disk_size_bytes = std::fs::metadata(&disk).map(|m| m.len()).unwrap_or(0);
         let mut stats = VmStats {
             id: vm.id.clone(),

@@ -13,7 +13,7 @@
 
 use super::lifecycle::Runtime;
 use super::{Daemon, Progress};
-use crate::error::Result;
+use crate::error::{OrInternal, Result};
 use banger_agent_proto::client::{call, put_tar};
 use banger_agent_proto::{connect_uds, connect_uds_within, EnsureLine, Op, AGENT_PORT};
 use banger_api::{ApiError, VmState};
@@ -102,8 +102,8 @@ impl Daemon {
     pub fn write_ssh_config(&self, banger: &str) -> Result<(String, String)> {
         let text = self.ssh_config_text(banger)?;
         let path = self.paths.ssh_dir().join("config");
-        banger_image::fsutil::write_atomic(&path, text.as_bytes())
-            .map_err(|e| ApiError::internal(format!("{e:#}")))?;
+        banger_fs::write_atomic(&path, text.as_bytes())
+            .or_internal(|| "Cannot write the ssh config".into())?;
         Ok((path.display().to_string(), text))
     }
 
@@ -234,7 +234,7 @@ fn forget_known_host(path: &std::path::Path, host: &str) -> bool {
     if !out.is_empty() {
         out.push('\n');
     }
-    banger_image::fsutil::write_atomic(path, out.as_bytes()).is_ok()
+    banger_fs::write_atomic(path, out.as_bytes()).is_ok()
 }
 
 /// How long one post-boot agent call may take, and how many times it is

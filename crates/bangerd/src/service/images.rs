@@ -10,7 +10,7 @@ use super::Daemon;
 use crate::error::{store_err, OrInternal, Result};
 use crate::util::{new_id, now_ms, rfc3339};
 use banger_api::{validate, ApiError, Image, RegisterImageRequest};
-use banger_image::{ext4, fsutil};
+use banger_image::ext4;
 use banger_store::ImageRecord;
 use std::path::{Path, PathBuf};
 
@@ -96,7 +96,14 @@ impl Daemon {
         });
         let staged = tokio::task::spawn_blocking({
             let id = id.clone();
-            move || stage_image(&images_dir, &id, |dst| fsutil::sparse_copy(&rootfs, dst).map(|_| ()), &agent)
+            move || {
+                stage_image(
+                    &images_dir,
+                    &id,
+                    |dst| Ok(banger_fs::sparse_copy(&rootfs, dst).map(drop)?),
+                    &agent,
+                )
+            }
         })
         .await
         .or_internal(|| "image register task".into())?
@@ -237,7 +244,7 @@ pub fn stage_image(
         inject_agent(&rootfs, agent)?;
         let t2 = std::time::Instant::now();
         let size_bytes = std::fs::metadata(&rootfs)?.len();
-        let sha256 = fsutil::sha256_file(&rootfs)?;
+        let sha256 = banger_fs::sha256_file(&rootfs)?;
         tracing::info!(
             id,
             fill_ms = (t1 - t0).as_millis() as u64,

@@ -196,10 +196,9 @@ impl Daemon {
         if !self.jailer_enabled() {
             return Ok(None);
         }
-        let extra: Vec<PathBuf> = firecracker.parent().map(|d| vec![d.to_path_buf()]).unwrap_or_default();
         match &self.privops {
             PrivOps::InProcess(_) => {
-                let jailer = super::host::find_binary(self.config.jailer_bin.as_deref(), "jailer", &extra)
+                let jailer = self.config.binaries().find_jailer(firecracker)
                     .ok_or_else(|| {
                         ApiError::unavailable("jailer_enabled is set but the jailer is not installed")
                             .with_hint("install jailer from Firecracker's release beside firecracker, set jailer_bin, or set jailer_enabled = false")

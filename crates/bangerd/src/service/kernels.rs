@@ -8,7 +8,7 @@ use super::Daemon;
 use crate::error::{store_err, OrInternal, Result};
 use crate::util::{now_ms, rfc3339};
 use banger_api::{validate, ApiError, ImportKernelRequest, Kernel};
-use banger_image::{fsutil, kernel::check_vmlinux};
+use banger_image::kernel::check_vmlinux;
 use banger_store::KernelRecord;
 use std::path::{Path, PathBuf};
 
@@ -146,9 +146,9 @@ pub fn publish_kernel_files(
     let staging = kernels_dir.join(format!(".staging-{}", crate::util::new_id()));
     std::fs::create_dir_all(&staging)?;
     let result = (|| {
-        let sha = fsutil::copy_with_sha256(vmlinux, &staging.join("vmlinux"))?;
+        let sha = banger_fs::copy_with_sha256(vmlinux, &staging.join("vmlinux"))?;
         if let Some(i) = initrd {
-            fsutil::copy_with_sha256(i, &staging.join("initrd"))?;
+            banger_fs::copy_with_sha256(i, &staging.join("initrd"))?;
         }
         let dest = kernels_dir.join(name);
         std::fs::rename(&staging, &dest)

@@ -13,16 +13,16 @@
 //! stops or crashes leaves them running, and [`Daemon::reconcile`] adopts
 //! them again at the next start (PID + start time + command line).
 
-use super::{host, Daemon, Progress};
-use crate::config::EngineChoice;
-use crate::error::{join_errors, store_err, Result};
+use super::{Daemon, Progress};
+use crate::error::{join_errors, store_err, OrInternal, Result};
 use crate::util::{now_ms, rfc3339};
 use banger_agent_proto::client::call;
 use banger_agent_proto::{connect_uds, Health, Op, AGENT_PORT};
 use banger_api::{ApiError, Vm, VmRuntime, VmState};
+use banger_engine::host::{self, EngineChoice, Selection};
 use banger_engine::qemu::Qemu;
 use banger_engine::{
-    process, Accel, AnyEngine, BootSource, Drive, Engine, EngineError, EngineKind, Handles, MachineConfig,
+    process, AnyEngine, BootSource, Drive, Engine, EngineError, EngineKind, Handles, MachineConfig,
     NetworkInterface, VmSpec,
 };
 use banger_store::VmRecord;
@@ -80,25 +80,6 @@ impl Runtime {
 /// before it starts the agent.
 const GUEST_READY_LINE: &str = "banger-init: root ready";
 
-pub(crate) fn handles_path(vm_dir: &Path) -> PathBuf {
-    vm_dir.join("handles.json")
-}
-
-/// The engine handles recorded in a VM's dir, if readable: a regular file
-/// (no symlink followed) of at most 64 KiB, since root reads it too.
-pub(crate) fn read_handles(vm_dir: &Path) -> Option<Handles> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let f =
-        std::fs::File::options().read(true).custom_flags(libc::O_NOFOLLOW).open(handles_path(vm_dir)).ok()?;
-    if !f.metadata().ok()?.is_file() {
-        return None;
-    }
-    let mut bytes = Vec::new();
-    f.take(64 << 10).read_to_end(&mut bytes).ok()?;
-    serde_json::from_slice(&bytes).ok()
-}
-
 /// The file's length and up to 1 MiB of it from `offset`; `None` if it
 /// cannot be read.
 async fn read_from(path: &Path, offset: u64) -> Option<(u64, Vec<u8>)> {
@@ -150,75 +131,31 @@ impl Daemon {
     }
 
     /// Picks the engine for a new VM and says why.
-    pub fn choose_engine(&self, requested: Option<&str>) -> Result<(EngineKind, String)> {
+    pub fn choose_engine(&self, requested: Option<&str>) -> Result<Selection> {
         let choice = match requested {
             None => self.config.engine,
             Some(s) => EngineChoice::parse(s).ok_or_else(|| {
                 ApiError::invalid(format!("Unknown engine {s:?}")).with_hint("use auto, firecracker or qemu")
             })?,
         };
-        let kvm = host::kvm_status();
-        let fc = host::find_binary(self.config.firecracker_bin.as_deref(), "firecracker", &[]);
-        match choice {
-            EngineChoice::Qemu => Ok((EngineKind::Qemu, format!("requested; {}", qemu_accel_reason(&kvm)))),
-            EngineChoice::Firecracker => match fc {
-                Some(p) if kvm.usable => {
-                    Ok((EngineKind::Firecracker, format!("requested; using {}", p.display())))
-                }
-                Some(p) => Ok((
-                    EngineKind::Firecracker,
-                    format!("requested; using {} although {}", p.display(), kvm.reason),
-                )),
-                None => Err(ApiError::unavailable("Firecracker was requested but is not installed")
-                    .with_hint(
-                    "install firecracker from its GitHub releases and put it on PATH, or set firecracker_bin",
-                )),
-            },
-            EngineChoice::Auto => match (kvm.usable, fc) {
-                (true, Some(p)) => Ok((
-                    EngineKind::Firecracker,
-                    format!("auto: KVM runs ordinary guests and firecracker is at {}", p.display()),
-                )),
-                (true, None) => {
-                    Ok((EngineKind::Qemu, "auto: firecracker is not installed; qemu with KVM".into()))
-                }
-                (false, _) => {
-                    Ok((EngineKind::Qemu, format!("auto: {}; qemu with TCG emulation", kvm.reason)))
-                }
-            },
-        }
+        let firecracker = self.config.binaries().find_firecracker();
+        host::select(choice, host::kvm_status(), firecracker).map_err(|e| engine_err(e, "new"))
     }
 
     /// The engine implementation for a VM's recorded engine.
     pub(crate) fn engine(&self, kind: EngineKind) -> Result<AnyEngine> {
+        let bins = self.config.binaries();
+        let missing = |e| engine_err(e, "");
         match kind {
             EngineKind::Qemu => {
-                let qemu_bin = host::find_binary(self.config.qemu_bin.as_deref(), "qemu-system-x86_64", &[])
-                    .ok_or_else(|| {
-                        ApiError::unavailable("qemu-system-x86_64 not found")
-                            .with_hint("install it with `apt-get install qemu-system-x86`, or set qemu_bin")
-                    })?;
-                let vhost_vsock_bin = host::find_binary(
-                    self.config.vhost_vsock_bin.as_deref(),
-                    "vhost-device-vsock",
-                    &host::cargo_bin_dir(),
-                )
-                .ok_or_else(|| {
-                    ApiError::unavailable(
-                        "vhost-device-vsock not found (QEMU VMs need it for the agent channel)",
-                    )
-                    .with_hint("install it with `cargo install vhost-device-vsock`, or set vhost_vsock_bin")
-                })?;
+                let qemu_bin = bins.qemu().map_err(missing)?;
+                let vhost_vsock_bin = bins.vhost_vsock().map_err(missing)?;
                 // What applies of the jailer to QEMU: a cgroup of its own
                 // (the seccomp sandbox is always on).
                 Ok(AnyEngine::Qemu(Qemu { qemu_bin, vhost_vsock_bin, confine: self.qemu_confiner() }))
             }
             EngineKind::Firecracker => {
-                let bin = host::find_binary(self.config.firecracker_bin.as_deref(), "firecracker", &[])
-                    .ok_or_else(|| {
-                        ApiError::unavailable("firecracker not found")
-                            .with_hint("install firecracker and put it on PATH, or set firecracker_bin")
-                    })?;
+                let bin = bins.firecracker().map_err(missing)?;
                 let fc = banger_engine::firecracker::Firecracker::new(bin.clone());
                 Ok(AnyEngine::Firecracker(match self.jail_runner(&bin)? {
                     Some(runner) => fc.jailed(runner),
@@ -359,11 +296,7 @@ impl Daemon {
             Err(e) => return Err(e),
         }
 
-        let accel = match kind {
-            EngineKind::Firecracker => Accel::Kvm,
-            EngineKind::Qemu if host::kvm_status().usable => Accel::Kvm,
-            EngineKind::Qemu => Accel::Tcg,
-        };
+        let accel = host::accel(kind, &host::kvm_status());
         let spec = VmSpec {
             id: vm.id.clone(),
             boot: BootSource {
@@ -393,10 +326,7 @@ impl Daemon {
         progress.phase("boot", format!("starting {} ({})", kind.as_str(), accel.as_str()));
         let handles = engine.launch(&spec).await.map_err(|e| engine_err(e, &vm.name))?;
         let rt = self.track(&vm.id, handles);
-        let json = serde_json::to_vec_pretty(&rt.handles).unwrap_or_default();
-        banger_image::fsutil::write_atomic(&handles_path(&vm_dir), &json).map_err(|e| {
-            ApiError::internal(format!("Cannot record the handles of VM {:?}: {e:#}", vm.name))
-        })?;
+        rt.handles.write(&vm_dir).or_internal(|| format!("Cannot record the handles of VM {:?}", vm.name))?;
 
         progress.phase("agent", "waiting for the guest agent");
         let deadline = Instant::now() + Duration::from_secs(self.config.boot_timeout_secs);
@@ -587,13 +517,5 @@ impl Daemon {
         rt: &'a Runtime,
     ) -> std::sync::MutexGuard<'a, Vec<tokio::task::AbortHandle>> {
         rt.parked_tasks.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-fn qemu_accel_reason(kvm: &host::KvmStatus) -> String {
-    if kvm.usable {
-        "qemu with KVM".into()
-    } else {
-        format!("{}; qemu with TCG emulation", kvm.reason)
     }
 }

@@ -20,7 +20,6 @@ pub mod doctor;
 pub mod everyday;
 pub mod forwards;
 pub mod guest;
-pub mod host;
 pub mod images;
 pub mod jails;
 pub mod kernels;

@@ -353,7 +353,7 @@ impl Daemon {
             let (src2, part2) = (src.clone(), part.clone());
             let got = tokio::task::spawn_blocking(move || {
                 let _ = std::fs::remove_file(&part2);
-                banger_image::fsutil::copy_with_sha256(&src2, &part2)
+                banger_fs::copy_with_sha256(&src2, &part2)
             })
             .await
             .or_internal(|| "copy task".into())?
@@ -682,7 +682,7 @@ impl Daemon {
 
 async fn hash_file(p: &Path) -> Result<String> {
     let p2 = p.to_path_buf();
-    tokio::task::spawn_blocking(move || banger_image::fsutil::sha256_file(&p2))
+    tokio::task::spawn_blocking(move || banger_fs::sha256_file(&p2))
         .await
         .or_internal(|| "hash task".into())?
         .or_internal(|| format!("Cannot hash {}", p.display()))

@@ -8,7 +8,7 @@ use super::Daemon;
 use crate::error::join_errors;
 use crate::util::now_ms;
 use banger_api::VmState;
-use banger_engine::process;
+use banger_engine::{process, Handles};
 use banger_store::VmRecord;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -37,7 +37,7 @@ impl Daemon {
         let vms = kept;
         for vm in &vms {
             let state = vm.state;
-            let handles = read_handles(Path::new(&vm.vm_dir));
+            let handles = Handles::read(Path::new(&vm.vm_dir));
             let live = handles.as_ref().filter(|h| process::cmdline_contains(&h.vmm, &vm.id)).cloned();
             match (state.has_runtime(), live) {
                 (true, Some(h)) => {
@@ -144,7 +144,7 @@ impl Daemon {
     /// retried `vm delete`. Returns whether the VM is gone.
     async fn finish_delete(&self, vm: &VmRecord) -> bool {
         let handles =
-            read_handles(Path::new(&vm.vm_dir)).filter(|h| process::cmdline_contains(&h.vmm, &vm.id));
+            Handles::read(Path::new(&vm.vm_dir)).filter(|h| process::cmdline_contains(&h.vmm, &vm.id));
         let mut errors = self.teardown_runtime(vm, handles.as_ref()).await;
         errors.extend(self.remove_vm_dirs(&vm.id));
         let removed = match join_errors(errors) {
@@ -249,7 +249,7 @@ impl Daemon {
 pub fn kill_recorded_engines(vms_dir: &Path, policy: &crate::privileged::Policy) -> Vec<String> {
     let Ok(dir) = std::fs::read_dir(vms_dir) else { return Vec::new() };
     let mut refused = Vec::new();
-    for h in dir.flatten().filter_map(|e| read_handles(&e.path())) {
+    for h in dir.flatten().filter_map(|e| Handles::read(&e.path())) {
         for p in std::iter::once(&h.vmm).chain(&h.helpers) {
             if !process::alive(p) {
                 continue;

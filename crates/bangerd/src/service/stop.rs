@@ -189,7 +189,7 @@ impl Daemon {
                 errors.push(format!("cannot remove {}: {e}", run_dir.display()));
             }
         }
-        let hp = handles_path(Path::new(&vm.vm_dir));
+        let hp = Handles::path(Path::new(&vm.vm_dir));
         if let Err(e) = std::fs::remove_file(&hp) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 errors.push(format!("cannot remove {}: {e}", hp.display()));

@@ -101,7 +101,7 @@ impl Daemon {
         validate::disk_size_mib(disk_size_mib)?;
         validate_forwards(&req.forwards)?;
         self.check_forward_ports(&req.forwards)?;
-        let (engine, engine_reason) = self.choose_engine(req.engine.as_deref())?;
+        let selection = self.choose_engine(req.engine.as_deref())?;
         let image_ref = req.image.clone().unwrap_or_else(|| self.config.default_image.clone());
         progress.phase("resolve", format!("resolving image {image_ref}"));
         if image_ref == self.config.default_image {
@@ -145,8 +145,8 @@ impl Daemon {
                 guest_ip: ip,
                 vm_dir: vm_dir.display().to_string(),
                 state: VmState::Stopped,
-                engine,
-                engine_reason,
+                engine: selection.kind,
+                engine_reason: selection.to_string(),
                 nat: req.nat,
                 forwards: req.forwards.clone(),
                 created_at_ms: now_ms(),

@@ -10,7 +10,7 @@ async fn kernel_import_show_rm() {
     let src = fake_vmlinux(t.dir.path());
     let req = ImportKernelRequest { name: "k1".into(), vmlinux: src.display().to_string(), initrd: None };
     let k = d.import_kernel(req.clone()).await.unwrap();
-    assert_eq!(k.sha256, banger_image::fsutil::sha256_file(&src).unwrap());
+    assert_eq!(k.sha256, banger_fs::sha256_file(&src).unwrap());
     assert!(k.vmlinux_path.starts_with(&d.paths.kernels_dir().display().to_string()));
     assert_eq!(std::fs::read(&k.vmlinux_path).unwrap(), std::fs::read(&src).unwrap());
     assert_eq!(d.import_kernel(req).await.unwrap_err().code, ErrorCode::Conflict);
@@ -44,7 +44,7 @@ async fn image_register_copies_injects_and_hashes() {
     std::fs::write(rootdir.join("etc/hostname"), "x\n").unwrap();
     let rootfs = t.dir.path().join("rootfs.ext4");
     banger_image::ext4::mkfs_from_dir(&rootfs, Some(&rootdir), 64, "t").unwrap();
-    let before = banger_image::fsutil::sha256_file(&rootfs).unwrap();
+    let before = banger_fs::sha256_file(&rootfs).unwrap();
 
     let req = RegisterImageRequest {
         name: "img".into(),
@@ -55,13 +55,10 @@ async fn image_register_copies_injects_and_hashes() {
     assert_eq!(img.size_bytes, 64 << 20);
     // The source is untouched; the copy got the agent, so its hash differs
     // and matches what was recorded.
-    assert_eq!(banger_image::fsutil::sha256_file(&rootfs).unwrap(), before);
+    assert_eq!(banger_fs::sha256_file(&rootfs).unwrap(), before);
     assert_ne!(img.sha256, before);
-    assert_eq!(
-        banger_image::fsutil::sha256_file(std::path::Path::new(&img.rootfs_path)).unwrap(),
-        img.sha256
-    );
-    let alloc = banger_image::fsutil::allocated_bytes(std::path::Path::new(&img.rootfs_path)).unwrap();
+    assert_eq!(banger_fs::sha256_file(std::path::Path::new(&img.rootfs_path)).unwrap(), img.sha256);
+    let alloc = banger_fs::allocated_bytes(std::path::Path::new(&img.rootfs_path)).unwrap();
     assert!(alloc < 32 << 20, "copy is not sparse: {alloc} bytes allocated");
     assert_eq!(d.register_image(req).await.unwrap_err().code, ErrorCode::Conflict);
 

@@ -239,7 +239,7 @@ async fn catalog_pulls_verify_resume_and_coalesce() {
     assert!(i.source.starts_with("catalog:"));
     assert_eq!(
         d.show_kernel("team-k").unwrap().sha256,
-        banger_image::fsutil::sha256_file(&fake_vmlinux(work.path())).unwrap()
+        banger_fs::sha256_file(&fake_vmlinux(work.path())).unwrap()
     );
     assert!(banger_image::ext4::is_ext4(Path::new(&i.rootfs_path)).unwrap());
     let view = d.list_catalog().await.unwrap();

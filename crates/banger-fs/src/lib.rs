@@ -1,43 +1,76 @@
-//! File helpers: sparse-aware copy, streaming sha256, atomic writes.
+//! File helpers banger shares: sparse-aware copy, streaming sha256, atomic
+//! writes. Every failure names the file and what was being done to it,
+//! with the OS error as its source.
 
-use anyhow::Context;
 use nix::unistd::{lseek, Whence};
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// A file operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    #[error("Cannot {action} {}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} changed size while it was being read", path.display())]
+    Shrank { path: PathBuf },
+    #[error("{} has no parent directory or no file name", path.display())]
+    NotAFilePath { path: PathBuf },
+}
+
+pub type Result<T, E = FsError> = std::result::Result<T, E>;
+
+/// Maps an I/O error to [`FsError::Io`] for `path`.
+fn io<'a, E: Into<std::io::Error>>(action: &'static str, path: &'a Path) -> impl FnOnce(E) -> FsError + 'a {
+    move |e| FsError::Io { action, path: path.to_path_buf(), source: e.into() }
+}
 
 /// Copies `src` to a new file `dst`, keeping holes: only the data extents are
 /// copied (with `copy_file_range`), so a 2 GiB image with 300 MiB of data
 /// costs 300 MiB of I/O and of disk. Returns the apparent size.
-pub fn sparse_copy(src: &Path, dst: &Path) -> anyhow::Result<u64> {
-    let from = File::open(src).with_context(|| format!("Cannot open {}", src.display()))?;
-    let len = from.metadata()?.len();
-    let to = File::options()
-        .write(true)
-        .create_new(true)
-        .open(dst)
-        .with_context(|| format!("Cannot create {}", dst.display()))?;
-    to.set_len(len).with_context(|| format!("Cannot size {}", dst.display()))?;
+pub fn sparse_copy(src: &Path, dst: &Path) -> Result<u64> {
+    let from = File::open(src).map_err(io("open", src))?;
+    let len = from.metadata().map_err(io("stat", src))?.len();
+    let to = File::options().write(true).create_new(true).open(dst).map_err(io("create", dst))?;
+    to.set_len(len).map_err(io("size", dst))?;
     let mut pos: i64 = 0;
     let end = len as i64;
     while pos < end {
         let data = match lseek(from.as_fd(), pos, Whence::SeekData) {
             Ok(off) => off,
             Err(nix::errno::Errno::ENXIO) => break, // only a hole remains
-            Err(e) => return Err(e).context("SEEK_DATA failed"),
+            Err(e) => return Err(io("find the data of", src)(e)),
         };
-        let hole = lseek(from.as_fd(), data, Whence::SeekHole).context("SEEK_HOLE failed")?;
-        copy_range(&from, &to, data, hole - data)
-            .with_context(|| format!("Cannot copy {} to {}", src.display(), dst.display()))?;
+        let hole = lseek(from.as_fd(), data, Whence::SeekHole).map_err(io("find the holes of", src))?;
+        copy_range(&from, &to, data, hole - data).map_err(|e| match e {
+            CopyError::Shrank => FsError::Shrank { path: src.to_path_buf() },
+            CopyError::Io(e) => io("copy to", dst)(e),
+        })?;
         pos = hole;
     }
-    to.sync_all().with_context(|| format!("Cannot sync {}", dst.display()))?;
+    to.sync_all().map_err(io("sync", dst))?;
     Ok(len)
 }
 
-fn copy_range(from: &File, to: &File, offset: i64, len: i64) -> anyhow::Result<()> {
+enum CopyError {
+    Shrank,
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for CopyError {
+    fn from(e: std::io::Error) -> Self {
+        CopyError::Io(e)
+    }
+}
+
+fn copy_range(from: &File, to: &File, offset: i64, len: i64) -> Result<(), CopyError> {
     let mut off_in = offset;
     let mut off_out = offset;
     let mut left = len as usize;
@@ -56,10 +89,10 @@ fn copy_range(from: &File, to: &File, offset: i64, len: i64) -> anyhow::Result<(
             Err(nix::errno::Errno::EXDEV | nix::errno::Errno::EOPNOTSUPP | nix::errno::Errno::ENOSYS) => {
                 return copy_range_buffered(from, to, off_in, left);
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(CopyError::Io(e.into())),
         };
         if n == 0 {
-            anyhow::bail!("source shrank while copying");
+            return Err(CopyError::Shrank);
         }
         left -= n;
     }
@@ -68,7 +101,7 @@ fn copy_range(from: &File, to: &File, offset: i64, len: i64) -> anyhow::Result<(
 
 /// `len` bytes at `offset` of `from` to the same offset of `to`, through a
 /// buffer.
-fn copy_range_buffered(from: &File, to: &File, offset: i64, len: usize) -> anyhow::Result<()> {
+fn copy_range_buffered(from: &File, to: &File, offset: i64, len: usize) -> Result<(), CopyError> {
     use std::os::unix::fs::FileExt;
     let mut buf = vec![0u8; 1 << 20];
     let mut off = offset as u64;
@@ -77,7 +110,7 @@ fn copy_range_buffered(from: &File, to: &File, offset: i64, len: usize) -> anyho
         let want = left.min(buf.len());
         let n = from.read_at(&mut buf[..want], off)?;
         if n == 0 {
-            anyhow::bail!("source shrank while copying");
+            return Err(CopyError::Shrank);
         }
         to.write_all_at(&buf[..n], off)?;
         off += n as u64;
@@ -89,9 +122,9 @@ fn copy_range_buffered(from: &File, to: &File, offset: i64, len: usize) -> anyho
 /// Hex sha256 of a file's contents. Holes are hashed as the zeros they read
 /// as, from memory, without reading them: a 2 GiB image with 500 MiB of data
 /// costs 500 MiB of reads.
-pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
-    let mut f = File::open(path).with_context(|| format!("Cannot open {}", path.display()))?;
-    let len = f.metadata()?.len() as i64;
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = File::open(path).map_err(io("open", path))?;
+    let len = f.metadata().map_err(io("stat", path))?.len() as i64;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let zeros = vec![0u8; 1 << 20];
@@ -113,13 +146,13 @@ pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
             break;
         }
         let end = lseek(f.as_fd(), data, Whence::SeekHole).unwrap_or(len).min(len);
-        lseek(f.as_fd(), data, Whence::SeekSet).context("seek")?;
+        lseek(f.as_fd(), data, Whence::SeekSet).map_err(io("seek in", path))?;
         let mut left = (end - data) as usize;
         while left > 0 {
             let want = left.min(buf.len());
-            let n = f.read(&mut buf[..want]).with_context(|| format!("Cannot read {}", path.display()))?;
+            let n = f.read(&mut buf[..want]).map_err(io("read", path))?;
             if n == 0 {
-                anyhow::bail!("{} shrank while hashing it", path.display());
+                return Err(FsError::Shrank { path: path.to_path_buf() });
             }
             h.update(&buf[..n]);
             left -= n;
@@ -131,35 +164,32 @@ pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
 
 /// Copies `src` to `dst` (a new file) and returns the sha256 of what was
 /// copied, reading the source once.
-pub fn copy_with_sha256(src: &Path, dst: &Path) -> anyhow::Result<String> {
-    let mut from = File::open(src).with_context(|| format!("Cannot open {}", src.display()))?;
-    let mut to = File::options()
-        .write(true)
-        .create_new(true)
-        .open(dst)
-        .with_context(|| format!("Cannot create {}", dst.display()))?;
+pub fn copy_with_sha256(src: &Path, dst: &Path) -> Result<String> {
+    let mut from = File::open(src).map_err(io("open", src))?;
+    let mut to = File::options().write(true).create_new(true).open(dst).map_err(io("create", dst))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = from.read(&mut buf).with_context(|| format!("Cannot read {}", src.display()))?;
+        let n = from.read(&mut buf).map_err(io("read", src))?;
         if n == 0 {
             break;
         }
         h.update(&buf[..n]);
-        to.write_all(&buf[..n]).with_context(|| format!("Cannot write {}", dst.display()))?;
+        to.write_all(&buf[..n]).map_err(io("write", dst))?;
     }
-    to.sync_all()?;
+    to.sync_all().map_err(io("sync", dst))?;
     Ok(hex::encode(h.finalize()))
 }
 
 /// Writes `data` to `path` atomically: a temp file in the same directory,
 /// fsync, rename, fsync of the directory. Readers see the old or the new
 /// file, never a torn one, even across a crash.
-pub fn write_atomic(path: &Path, data: &[u8]) -> anyhow::Result<()> {
-    let dir = path.parent().context("path has no parent directory")?;
-    let name = path.file_name().context("path has no file name")?.to_string_lossy();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| -> anyhow::Result<()> {
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(FsError::NotAFilePath { path: path.to_path_buf() });
+    };
+    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let result = (|| -> std::io::Result<()> {
         let mut f = File::create(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
@@ -170,7 +200,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> anyhow::Result<()> {
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    result.with_context(|| format!("Cannot write {}", path.display()))
+    result.map_err(io("write", path))
 }
 
 /// Bytes actually allocated on disk for `path` (not its apparent size).
