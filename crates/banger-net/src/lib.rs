@@ -6,6 +6,7 @@
 //! are ever created or deleted.
 
 pub mod nat;
+pub mod resolver;
 
 use anyhow::{bail, Context};
 use ipnet::Ipv4Net;
@@ -40,13 +41,48 @@ pub fn kernel_ip_arg(guest: Ipv4Addr, net: &Ipv4Net, gateway: Ipv4Addr, hostname
     format!("ip={guest}::{gateway}:{}:{hostname}:eth0:off", net.netmask())
 }
 
+/// Prefix every bridge banger creates or touches must have.
+pub const BRIDGE_PREFIX: &str = "banger";
+
+/// An interface name banger refuses to create or touch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("interface name {0:?} must be 1-15 characters")]
+    Length(String),
+    #[error("interface name {0:?} may only contain letters, digits, '-' and '_'")]
+    Characters(String),
+    #[error("interface {0:?} is not banger's: bridge names start with {BRIDGE_PREFIX:?}")]
+    NotABangerBridge(String),
+    #[error("interface {0:?} is not a banger tap (bg<12 hex digits> or bgpool<n>)")]
+    NotABangerTap(String),
+}
+
 /// Checks an interface name: 1–15 of `[A-Za-z0-9_-]`.
-pub fn check_ifname(name: &str) -> anyhow::Result<()> {
-    if name.is_empty()
-        || name.len() > 15
-        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        bail!("invalid interface name {name:?}");
+pub fn check_ifname(name: &str) -> Result<(), NameError> {
+    if name.is_empty() || name.len() > 15 {
+        return Err(NameError::Length(name.into()));
+    }
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(NameError::Characters(name.into()));
+    }
+    Ok(())
+}
+
+/// Checks a bridge name: an interface name that starts with
+/// [`BRIDGE_PREFIX`], so banger only ever touches a bridge named as its own.
+pub fn check_bridge_name(name: &str) -> Result<(), NameError> {
+    check_ifname(name)?;
+    if !name.starts_with(BRIDGE_PREFIX) {
+        return Err(NameError::NotABangerBridge(name.into()));
+    }
+    Ok(())
+}
+
+/// Checks a tap name: a VM's (`bg` + id) or a pool tap's.
+pub fn check_tap_name(name: &str) -> Result<(), NameError> {
+    check_ifname(name)?;
+    if !is_vm_tap(name) && !is_pool_tap(name) {
+        return Err(NameError::NotABangerTap(name.into()));
     }
     Ok(())
 }

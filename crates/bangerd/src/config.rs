@@ -328,7 +328,7 @@ impl Config {
             }
             *slot = v;
         }
-        check_bridge_name(&bridge)
+        banger_net::check_bridge_name(&bridge)
             .map_err(|m| anyhow::anyhow!("Invalid config file {}: network.bridge: {m}", path.display()))?;
         c.bridge = bridge;
         if let Some(text) = cidr_text {
@@ -483,23 +483,6 @@ pub fn within(path: &Path, dir: &Path) -> bool {
     }
 }
 
-/// Interface names are limited to 15 bytes by the kernel.
-fn check_bridge_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > 15 {
-        return Err(format!("{name:?} must be 1-15 characters"));
-    }
-    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return Err(format!("{name:?} may only contain letters, digits, '-' and '_'"));
-    }
-    if !name.starts_with(crate::privileged::BRIDGE_PREFIX) {
-        return Err(format!(
-            "{name:?} must start with {:?}: banger only touches interfaces named as its own",
-            crate::privileged::BRIDGE_PREFIX
-        ));
-    }
-    Ok(())
-}
-
 /// A private IPv4 network between /16 and /29, normalised to its network
 /// address.
 pub fn parse_cidr(text: &str) -> Result<Ipv4Net, String> {
@@ -595,7 +578,7 @@ mod tests {
             assert!(format!("{err:#}").contains("/x/config.toml"), "{bad}: {err:#}");
         }
         let err = parse("[network]\nbridge = \"br0\"").unwrap_err();
-        assert!(format!("{err:#}").contains("must start with \"banger\""), "{err:#}");
+        assert!(format!("{err:#}").contains("bridge names start with \"banger\""), "{err:#}");
         assert_eq!(parse("[network]\nbridge = \"banger-dev\"").unwrap().bridge, "banger-dev");
     }
 }

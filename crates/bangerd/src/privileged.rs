@@ -22,10 +22,6 @@ use serde::{Deserialize, Serialize};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 
-/// Interface names banger may touch start with this (the bridge) or are
-/// its taps (`bg<12 hex>`, `bgpool<n>`).
-pub const BRIDGE_PREFIX: &str = "banger";
-
 /// Where the helper listens unless configured otherwise.
 pub const DEFAULT_HELPER_SOCKET: &str = "/run/banger-root/helper.sock";
 
@@ -172,16 +168,16 @@ impl Policy {
             }
             Request::CreateTap { bridge, tap } => {
                 self.check_bridge(bridge)?;
-                check_tap(tap)?;
+                banger_net::check_tap_name(tap)?;
             }
-            Request::DeleteTap { tap } => check_tap(tap)?,
+            Request::DeleteTap { tap } => banger_net::check_tap_name(tap)?,
             Request::SyncNat { bridge, nat_ips, guards, .. } => {
                 self.check_bridge(bridge)?;
                 for ip in nat_ips {
                     self.check_guest_ip(*ip)?;
                 }
                 for g in guards {
-                    check_tap(&g.tap)?;
+                    banger_net::check_tap_name(&g.tap)?;
                     banger_net::nat::check_mac(&g.mac)?;
                     self.check_guest_ip(g.ip)?;
                 }
@@ -229,10 +225,7 @@ impl Policy {
     }
 
     fn check_bridge(&self, name: &str) -> anyhow::Result<()> {
-        banger_net::check_ifname(name)?;
-        if !name.starts_with(BRIDGE_PREFIX) {
-            bail!("interface {name:?} is not banger's: bridge names start with {BRIDGE_PREFIX:?}");
-        }
+        banger_net::check_bridge_name(name)?;
         if name != self.bridge {
             bail!("bridge {name:?} is not banger's configured bridge {:?}", self.bridge);
         }
@@ -304,14 +297,6 @@ fn under(path: &Path, dir: &Path) -> bool {
 pub(crate) fn check_vm_id(id: &str) -> anyhow::Result<()> {
     if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
         bail!("{id:?} is not a banger VM id (12 hex digits)");
-    }
-    Ok(())
-}
-
-fn check_tap(name: &str) -> anyhow::Result<()> {
-    banger_net::check_ifname(name)?;
-    if !banger_net::is_vm_tap(name) && !banger_net::is_pool_tap(name) {
-        bail!("interface {name:?} is not a banger tap (bg<12 hex digits> or bgpool<n>)");
     }
     Ok(())
 }
@@ -395,9 +380,11 @@ pub fn execute_with_files(
             done(banger_net::nat::apply(bridge, *any_running, nat_ips, guards, &saved))
         }
         Request::SyncResolver { bridge, dns } => {
-            resolver::Resolved::system().sync(bridge, *dns).map(Outcome::from)
+            banger_net::resolver::Resolved::system().sync(bridge, *dns).map(Outcome::from)
         }
-        Request::ClearResolver { bridge } => resolver::Resolved::system().clear(bridge).map(Outcome::from),
+        Request::ClearResolver { bridge } => {
+            banger_net::resolver::Resolved::system().clear(bridge).map(Outcome::from)
+        }
         Request::SignalEngine { pid, signal, .. } => {
             let sig = match signal {
                 EngineSignal::Term => nix::sys::signal::Signal::SIGTERM,
@@ -534,87 +521,6 @@ pub fn purge_network(policy: &Policy) -> Vec<String> {
     reqs.iter().filter_map(|r| execute(policy, r).err().map(|e| format!("{e:#}"))).collect()
 }
 
-/// `.vm` routing through systemd-resolved's per-link DNS.
-mod resolver {
-    use anyhow::bail;
-    use std::net::SocketAddrV4;
-    use std::path::{Path, PathBuf};
-    use std::process::Command;
-
-    /// Where systemd-resolved shows it runs, and its control tool.
-    pub struct Resolved {
-        pub run_dir: PathBuf,
-        pub resolvectl: Option<PathBuf>,
-    }
-
-    impl Resolved {
-        pub fn system() -> Resolved {
-            Resolved {
-                run_dir: "/run/systemd/resolve".into(),
-                resolvectl: banger_paths::find_executable(None, "resolvectl", &[]),
-            }
-        }
-
-        /// resolvectl, when resolved runs (its runtime dir exists).
-        fn tool(&self) -> Option<&Path> {
-            self.resolvectl.as_deref().filter(|_| self.run_dir.is_dir())
-        }
-
-        fn run(tool: &Path, args: &[&str]) -> anyhow::Result<()> {
-            let out = Command::new(tool).args(args).output()?;
-            if !out.status.success() {
-                bail!(
-                    "resolvectl {} failed: {}",
-                    args.join(" "),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-            }
-            Ok(())
-        }
-
-        pub fn sync(&self, bridge: &str, dns: SocketAddrV4) -> anyhow::Result<String> {
-            let Some(tool) = self.tool() else {
-                return Ok("systemd-resolved is not running; .vm routing left to the host's resolver".into());
-            };
-            Self::run(tool, &["dns", bridge, &dns.to_string()])?;
-            Self::run(tool, &["domain", bridge, "~vm"])?;
-            Ok(format!("resolvectl routes .vm to {dns} on {bridge}"))
-        }
-
-        pub fn clear(&self, bridge: &str) -> anyhow::Result<String> {
-            let Some(tool) = self.tool() else { return Ok(String::new()) };
-            if !banger_net::link_exists(bridge) {
-                return Ok(String::new());
-            }
-            Self::run(tool, &["revert", bridge])?;
-            Ok(format!("resolvectl routing on {bridge} reverted"))
-        }
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        /// A stand-in resolvectl that records its arguments.
-        #[test]
-        fn routes_the_vm_domain_only_where_resolved_runs() {
-            let d = tempfile::tempdir().unwrap();
-            let log = d.path().join("calls");
-            let tool = d.path().join("resolvectl");
-            std::fs::write(&tool, format!("#!/bin/sh\necho \"$@\" >> {}\n", log.display())).unwrap();
-            std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-            let dns: SocketAddrV4 = "127.0.0.1:53535".parse().unwrap();
-            let absent = Resolved { run_dir: d.path().join("none"), resolvectl: Some(tool.clone()) };
-            assert!(absent.sync("banger0", dns).unwrap().contains("not running"));
-            assert!(!log.exists(), "resolvectl must not run without resolved");
-            let here = Resolved { run_dir: d.path().to_path_buf(), resolvectl: Some(tool) };
-            here.sync("banger0", dns).unwrap();
-            let calls = std::fs::read_to_string(&log).unwrap();
-            assert_eq!(calls, "dns banger0 127.0.0.1:53535\ndomain banger0 ~vm\n");
-        }
-    }
-}
-
 /// How this daemon gets privileged work done.
 #[derive(Debug, Clone)]
 pub enum PrivOps {
@@ -703,7 +609,7 @@ mod tests {
         refused(Request::DeleteTap { tap: "bgXYZ".into() }, "not a banger tap");
         refused(Request::DeleteTap { tap: "bg0123456789AB".into() }, "not a banger tap");
         refused(Request::DeleteTap { tap: "bgpool".into() }, "not a banger tap");
-        refused(Request::DeleteTap { tap: "bg01234567;rm".into() }, "invalid interface name");
+        refused(Request::DeleteTap { tap: "bg01234567;rm".into() }, "may only contain letters");
         refused(Request::ClearResolver { bridge: "docker0".into() }, "not banger's");
     }
 

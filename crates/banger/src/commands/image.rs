@@ -259,21 +259,12 @@ pub async fn run(client: Client, cmd: ImageCmd) -> anyhow::Result<i32> {
             print_one(&i, a.json)?;
             Ok(0)
         }
-        ImageCmd::Delete(a) => {
-            let (done, ok) = for_each_ref(&a.images, |r| {
-                let c = client.clone();
-                async move { c.delete_image(&r).await }
-            })
-            .await;
-            if a.json {
-                output::json(&done)?;
-            } else {
-                for i in &done {
-                    println!("deleted image {} ({})", i.name, i.id);
-                }
-            }
-            Ok(if ok { 0 } else { 1 })
-        }
+        ImageCmd::Delete(a) => for_each_ref(&a.images, |r| {
+            let c = client.clone();
+            async move { c.delete_image(&r).await }
+        })
+        .await
+        .report(a.json, |i| format!("deleted image {} ({})", i.name, i.id)),
     }
 }
 

@@ -162,21 +162,12 @@ pub async fn run(client: Client, cmd: KernelCmd) -> anyhow::Result<i32> {
             print_one(&k, a.json)?;
             Ok(0)
         }
-        KernelCmd::Rm(a) => {
-            let (done, ok) = for_each_ref(&a.names, |n| {
-                let c = client.clone();
-                async move { c.delete_kernel(&n).await }
-            })
-            .await;
-            if a.json {
-                output::json(&done)?;
-            } else {
-                for k in &done {
-                    println!("removed kernel {}", k.name);
-                }
-            }
-            Ok(if ok { 0 } else { 1 })
-        }
+        KernelCmd::Rm(a) => for_each_ref(&a.names, |n| {
+            let c = client.clone();
+            async move { c.delete_kernel(&n).await }
+        })
+        .await
+        .report(a.json, |k| format!("removed kernel {}", k.name)),
     }
 }
 

@@ -160,7 +160,7 @@ pub fn absolute(path: &std::path::Path) -> anyhow::Result<String> {
 
 /// Runs `op` for each reference concurrently, printing each failure as it
 /// comes; returns the successes in the order given and whether all succeeded.
-pub async fn for_each_ref<T, E, F, Fut>(refs: &[String], op: F) -> (Vec<T>, bool)
+pub async fn for_each_ref<T, E, F, Fut>(refs: &[String], op: F) -> Each<T>
 where
     F: Fn(String) -> Fut,
     Fut: std::future::Future<Output = Result<T, E>>,
@@ -187,7 +187,28 @@ where
             }
         }
     }
-    (ok, all_ok)
+    Each { done: ok, ok: all_ok }
+}
+
+/// What [`for_each_ref`] got done, and whether everything was.
+pub struct Each<T> {
+    pub done: Vec<T>,
+    pub ok: bool,
+}
+
+impl<T: serde::Serialize> Each<T> {
+    /// Prints what was done as a JSON array, or one `line` each; returns
+    /// the exit code (1 when any reference failed).
+    pub fn report(&self, json: bool, line: impl Fn(&T) -> String) -> anyhow::Result<i32> {
+        if json {
+            output::json(&self.done)?;
+        } else {
+            for t in &self.done {
+                println!("{}", line(t));
+            }
+        }
+        Ok(if self.ok { 0 } else { 1 })
+    }
 }
 
 /// Total size of the files under `p` (or of `p` itself), not following

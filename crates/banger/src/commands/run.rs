@@ -6,7 +6,7 @@ use super::exec::ExecArgs;
 use crate::client::Client;
 use crate::output::ProgressView;
 use crate::workspace;
-use banger_api::validate::{self, format_mib};
+use banger_api::validate::format_mib;
 use banger_api::{ApiError, ConfigView, CreateVmRequest, Event, Vm};
 use clap::Args;
 use std::io::IsTerminal;
@@ -25,29 +25,8 @@ running in the background after preparing it.")]
 pub struct RunArgs {
     /// A git working tree to copy into the VM (its whole repository)
     pub path: Option<PathBuf>,
-    /// VM name (default: generated)
-    #[arg(long)]
-    pub name: Option<String>,
-    /// Image name or id (default: the configured default image)
-    #[arg(long, add = clap_complete::engine::ArgValueCandidates::new(super::completion::images))]
-    pub image: Option<String>,
-    #[arg(long)]
-    pub vcpu: Option<u32>,
-    /// Memory, e.g. 2G
-    #[arg(long, value_parser = super::vm::parse_size)]
-    pub memory: Option<u64>,
-    /// The VM's own disk size, e.g. 16G
-    #[arg(long, value_parser = super::vm::parse_size)]
-    pub disk_size: Option<u64>,
-    /// Engine: auto, firecracker or qemu
-    #[arg(long, value_parser = ["auto", "firecracker", "qemu"])]
-    pub engine: Option<String>,
-    /// Let the guest reach beyond the host (NAT)
-    #[arg(long)]
-    pub nat: bool,
-    /// Forward [HOST_ADDR:]HOST_PORT:GUEST_PORT for the VM's life (repeatable)
-    #[arg(short = 'p', long = "publish", value_parser = super::forward::parse_forward)]
-    pub forwards: Vec<banger_api::PortForward>,
+    #[command(flatten)]
+    pub spec: super::vm::VmSpecArgs,
     /// Delete the VM when the shell or command ends
     #[arg(long)]
     pub rm: bool,
@@ -91,9 +70,7 @@ pub async fn run(client: &Client, a: RunArgs) -> anyhow::Result<i32> {
             "pass the repository, e.g. `banger vm run . --branch x`",
         ));
     }
-    if let Some(n) = &a.name {
-        validate::vm_name(n)?;
-    }
+    let req = a.spec.request(false)?;
     // Every check of the workspace happens before a VM exists.
     let plan = match &a.path {
         Some(p) => Some(workspace::plan(p, a.include_untracked, a.branch.clone(), a.from.clone())?),
@@ -103,13 +80,15 @@ pub async fn run(client: &Client, a: RunArgs) -> anyhow::Result<i32> {
     let default =
         |k: &str| config.entries.iter().find(|e| e.key == k).map(|e| e.value.clone()).unwrap_or_default();
     let image =
-        a.image.clone().unwrap_or_else(|| default("default_image").as_str().unwrap_or("").to_string());
-    let vcpu = a.vcpu.map(|v| v.to_string()).unwrap_or_else(|| default("vm_defaults.vcpu").to_string());
+        a.spec.image.clone().unwrap_or_else(|| default("default_image").as_str().unwrap_or("").to_string());
+    let vcpu = a.spec.vcpu.map(|v| v.to_string()).unwrap_or_else(|| default("vm_defaults.vcpu").to_string());
     let mem = a
+        .spec
         .memory
         .map(format_mib)
         .unwrap_or_else(|| default("vm_defaults.memory").as_str().unwrap_or("").to_string());
     let disk = a
+        .spec
         .disk_size
         .map(format_mib)
         .unwrap_or_else(|| default("vm_defaults.disk_size").as_str().unwrap_or("").to_string());
@@ -124,17 +103,7 @@ pub async fn run(client: &Client, a: RunArgs) -> anyhow::Result<i32> {
 
     // With a workspace, the VM is created without booting, its new disk is
     // seeded with the workspace on the host, and then it boots.
-    let req = CreateVmRequest {
-        name: a.name.clone(),
-        image: a.image.clone(),
-        vcpu: a.vcpu,
-        memory_mib: a.memory,
-        disk_size_mib: a.disk_size,
-        no_start: plan.is_some(),
-        engine: a.engine.clone(),
-        nat: a.nat,
-        forwards: a.forwards.clone(),
-    };
+    let req = CreateVmRequest { no_start: plan.is_some(), ..req };
     let mut reserved: Option<String> = None;
     let mut view = ProgressView::new(false);
     let created = {

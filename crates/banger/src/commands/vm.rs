@@ -115,8 +115,9 @@ pub struct LogsArgs {
     pub follow: bool,
 }
 
+/// What a new VM is made of; shared by `vm create` and `vm run`.
 #[derive(Debug, Args)]
-pub struct CreateArgs {
+pub struct VmSpecArgs {
     /// VM name: 1-63 of a-z, 0-9 and '-'; omitted: a generated name
     #[arg(long)]
     pub name: Option<String>,
@@ -132,9 +133,6 @@ pub struct CreateArgs {
     /// Size of the VM's own disk, e.g. 8G (holds its changes to the image)
     #[arg(long, value_parser = parse_size)]
     pub disk_size: Option<u64>,
-    /// Only record the VM; start it later with `banger vm start`
-    #[arg(long)]
-    pub no_start: bool,
     /// Let the guest reach beyond the host (masquerading NAT; needs nftables)
     #[arg(long)]
     pub nat: bool,
@@ -144,6 +142,35 @@ pub struct CreateArgs {
     /// Forward [HOST_ADDR:]HOST_PORT:GUEST_PORT for the VM's life (repeatable)
     #[arg(short = 'p', long = "publish", value_parser = super::forward::parse_forward)]
     pub forwards: Vec<banger_api::PortForward>,
+}
+
+impl VmSpecArgs {
+    /// The create request for this spec; a given name is checked first.
+    pub fn request(&self, no_start: bool) -> anyhow::Result<CreateVmRequest> {
+        if let Some(n) = &self.name {
+            banger_api::validate::vm_name(n)?;
+        }
+        Ok(CreateVmRequest {
+            name: self.name.clone(),
+            image: self.image.clone(),
+            vcpu: self.vcpu,
+            memory_mib: self.memory,
+            disk_size_mib: self.disk_size,
+            no_start,
+            engine: self.engine.clone(),
+            nat: self.nat,
+            forwards: self.forwards.clone(),
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    pub spec: VmSpecArgs,
+    /// Only record the VM; start it later with `banger vm start`
+    #[arg(long)]
+    pub no_start: bool,
     /// Print the created VM as JSON
     #[arg(long)]
     pub json: bool,
@@ -225,52 +252,46 @@ pub async fn run(client: Client, cmd: VmCmd) -> anyhow::Result<i32> {
         }
         VmCmd::Start(a) => {
             let quiet = a.vms.len() > 1;
-            let (done, ok) = for_each_ref(&a.vms, |r| {
+            for_each_ref(&a.vms, |r| {
                 let c = client.clone();
                 async move {
                     let mut view = ProgressView::new(quiet);
                     c.start_vm(&r, |e| view.event(e)).await
                 }
             })
-            .await;
-            report(&done, a.json, "started")?;
-            Ok(if ok { 0 } else { 1 })
+            .await
+            .report(a.json, did("started"))
         }
         VmCmd::Stop(a) => {
             let body = banger_api::StopVmRequest { timeout_secs: Some(a.timeout) };
-            let (done, ok) = for_each_ref(&a.vms, |r| {
+            for_each_ref(&a.vms, |r| {
                 let (c, body) = (client.clone(), body.clone());
                 async move { c.stop_vm(&r, &body).await }
             })
-            .await;
-            report(&done, a.json, "stopped")?;
-            Ok(if ok { 0 } else { 1 })
+            .await
+            .report(a.json, did("stopped"))
         }
         VmCmd::Restart(a) => {
             let body = banger_api::StopVmRequest { timeout_secs: Some(a.timeout) };
             let quiet = a.vms.len() > 1;
-            let (done, ok) = for_each_ref(&a.vms, |r| {
+            for_each_ref(&a.vms, |r| {
                 let (c, body) = (client.clone(), body.clone());
                 async move {
                     let mut view = ProgressView::new(quiet);
                     c.restart_vm(&r, &body, |e| view.event(e)).await
                 }
             })
-            .await;
-            report(&done, a.json, "restarted")?;
-            Ok(if ok { 0 } else { 1 })
+            .await
+            .report(a.json, did("restarted"))
         }
         VmCmd::Pause(a) => simple(&client, &a, true, "paused").await,
         VmCmd::Resume(a) => simple(&client, &a, false, "resumed").await,
-        VmCmd::Kill(a) => {
-            let (done, ok) = for_each_ref(&a.vms, |r| {
-                let c = client.clone();
-                async move { c.kill_vm(&r).await }
-            })
-            .await;
-            report(&done, a.json, "killed")?;
-            Ok(if ok { 0 } else { 1 })
-        }
+        VmCmd::Kill(a) => for_each_ref(&a.vms, |r| {
+            let c = client.clone();
+            async move { c.kill_vm(&r).await }
+        })
+        .await
+        .report(a.json, did("killed")),
         VmCmd::Logs(a) => {
             client.vm_logs(&a.vm, a.follow, &mut std::io::stdout().lock()).await?;
             Ok(0)
@@ -309,35 +330,14 @@ pub async fn run(client: Client, cmd: VmCmd) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        VmCmd::Delete(a) => {
-            let (done, ok) = delete_each(&client, &a.vms).await;
-            if a.json {
-                output::json(&done)?;
-            } else {
-                for vm in &done {
-                    println!("deleted VM {} ({})", vm.name, vm.id);
-                }
-            }
-            Ok(if ok { 0 } else { 1 })
-        }
+        VmCmd::Delete(a) => delete_each(&client, &a.vms)
+            .await
+            .report(a.json, |vm| format!("deleted VM {} ({})", vm.name, vm.id)),
     }
 }
 
 async fn create(client: &Client, a: CreateArgs) -> anyhow::Result<i32> {
-    if let Some(n) = &a.name {
-        validate::vm_name(n)?;
-    }
-    let req = CreateVmRequest {
-        name: a.name,
-        image: a.image,
-        vcpu: a.vcpu,
-        memory_mib: a.memory,
-        disk_size_mib: a.disk_size,
-        no_start: a.no_start,
-        engine: a.engine,
-        forwards: a.forwards,
-        nat: a.nat,
-    };
+    let req = a.spec.request(a.no_start)?;
     let mut view = ProgressView::new(false);
     let vm: Vm = client.create_vm(&req, |e| view.event(e)).await?;
     view.finish();
@@ -387,7 +387,7 @@ pub async fn list(client: &Client, a: &ListArgs) -> anyhow::Result<i32> {
 
 /// Pauses (`pause`) or resumes each VM and reports.
 async fn simple(client: &Client, a: &RefsArgs, pause: bool, verb: &str) -> anyhow::Result<i32> {
-    let (done, ok) = for_each_ref(&a.vms, |r| {
+    for_each_ref(&a.vms, |r| {
         let c = client.clone();
         async move {
             if pause {
@@ -397,23 +397,16 @@ async fn simple(client: &Client, a: &RefsArgs, pause: bool, verb: &str) -> anyho
             }
         }
     })
-    .await;
-    report(&done, a.json, verb)?;
-    Ok(if ok { 0 } else { 1 })
+    .await
+    .report(a.json, did(verb))
 }
 
-/// Prints what happened to each VM, or the VMs as JSON.
-fn report(done: &[Vm], json: bool, verb: &str) -> anyhow::Result<()> {
-    if json {
-        return output::json(&done);
+/// The line saying what `verb` did to a VM.
+fn did(verb: &str) -> impl Fn(&Vm) -> String + '_ {
+    move |vm| match &vm.last_error {
+        Some(e) => format!("{verb} {} ({}): {e}", vm.name, vm.state),
+        None => format!("{verb} {} ({}, {})", vm.name, vm.state, vm.guest_ip),
     }
-    for vm in done {
-        match (&vm.last_error, vm.state) {
-            (Some(e), _) => println!("{verb} {} ({}): {e}", vm.name, vm.state),
-            (None, _) => println!("{verb} {} ({}, {})", vm.name, vm.state, vm.guest_ip),
-        }
-    }
-    Ok(())
 }
 
 fn print_vm(v: &Vm) {
@@ -534,19 +527,11 @@ async fn prune(client: &Client, a: PruneArgs) -> anyhow::Result<i32> {
         }
     }
     let names: Vec<String> = victims.iter().map(|v| v.id.clone()).collect();
-    let (done, ok) = delete_each(client, &names).await;
-    if a.json {
-        output::json(&done)?;
-    } else {
-        for v in &done {
-            println!("deleted {}", v.name);
-        }
-    }
-    Ok(if ok { 0 } else { 1 })
+    delete_each(client, &names).await.report(a.json, |v| format!("deleted {}", v.name))
 }
 
 /// Deletes each VM (concurrently; a failure does not stop the others).
-async fn delete_each(client: &Client, refs: &[String]) -> (Vec<Vm>, bool) {
+async fn delete_each(client: &Client, refs: &[String]) -> super::Each<Vm> {
     for_each_ref(refs, |r| {
         let c = client.clone();
         async move { c.delete_vm(&r).await }

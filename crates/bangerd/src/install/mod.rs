@@ -19,6 +19,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod status;
+mod uninstall;
+
 // `bangerd system …`, shown to users as `banger system …`.
 #[derive(Debug, Parser)]
 #[command(
@@ -130,8 +133,8 @@ pub fn main(args: &[String]) -> i32 {
 async fn run(cmd: SystemCmd) -> anyhow::Result<i32> {
     match cmd {
         SystemCmd::Install(a) => install(a).await,
-        SystemCmd::Status(a) => status(a).await,
-        SystemCmd::Uninstall(a) => uninstall(a).await,
+        SystemCmd::Status(a) => status::run(a).await,
+        SystemCmd::Uninstall(a) => uninstall::run(a).await,
     }
 }
 
@@ -536,190 +539,6 @@ async fn install(a: InstallArgs) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
-}
-
-/// One line of `system status`.
-#[derive(serde::Serialize)]
-struct Check {
-    name: String,
-    ok: bool,
-    detail: String,
-}
-
-impl Check {
-    /// OK with what was found, or FAIL with why.
-    fn new(name: &str, r: anyhow::Result<String>) -> Check {
-        let (ok, detail) = match r {
-            Ok(d) => (true, d),
-            Err(e) => (false, format!("{e:#}")),
-        };
-        Check { name: name.into(), ok, detail }
-    }
-}
-
-async fn status(a: StatusArgs) -> anyhow::Result<i32> {
-    let layout = Layout::new(a.root.as_deref(), Path::new("/usr/local"));
-    let path = layout.install_file();
-    let file = match InstallFile::load(&path) {
-        Ok(f) => f,
-        Err(e) => {
-            if a.json {
-                json(&serde_json::json!({"installed": false, "install_file": path}))?;
-            } else {
-                println!("banger is not installed as a system service ({e:#})");
-                eprintln!("hint: `sudo banger system install --owner $USER`");
-            }
-            return Ok(1);
-        }
-    };
-    let mut checks: Vec<Check> = Vec::new();
-    if layout.is_real() && systemd_running() {
-        for unit in [HELPER_UNIT, DAEMON_UNIT] {
-            let out = Command::new("systemctl").args(["is-active", unit]).output();
-            let state =
-                out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
-            let active = state == "active";
-            checks.push(Check { name: unit.into(), ok: active, detail: state });
-        }
-    }
-    let sock = file.helper.socket.clone();
-    checks.push(Check::new("helper socket", socket_check(&sock, file.uid, 0o600)));
-    let ops = crate::privileged::PrivOps::Helper(sock);
-    checks.push(Check::new(
-        "helper answers",
-        tokio::task::spawn_blocking(move || ops.call(&Request::Ping)).await?,
-    ));
-    let paths = owner_paths(&file.home, &layout.daemon_runtime());
-    checks.push(Check::new("daemon socket", socket_check(&paths.socket(), file.uid, 0o600)));
-    let info = Client::new(Endpoint::for_paths(&paths))
-        .info()
-        .await
-        .map_err(anyhow::Error::from)
-        .and_then(|i| i.context("no answer"));
-    checks.push(Check::new("daemon answers", info.map(|i| format!("pid {}, build {}", i.pid, i.build_id))));
-    let all_ok = checks.iter().all(|c| c.ok);
-    if a.json {
-        json(&serde_json::json!({"installed": true, "install": file, "checks": checks, "ok": all_ok}))?;
-    } else {
-        fields(&[
-            ("owner", format!("{} (uid {})", file.owner, file.uid)),
-            ("version", file.version.clone()),
-            ("installed", file.installed_at.clone()),
-            ("bridge", format!("{} ({})", file.helper.bridge, file.helper.cidr)),
-        ]);
-        for c in &checks {
-            println!("{:<5} {:<16} {}", if c.ok { "OK" } else { "FAIL" }, c.name, c.detail);
-        }
-    }
-    Ok(if all_ok { 0 } else { 1 })
-}
-
-/// A socket exists, is a socket, owned by `uid` with exactly `mode`;
-/// returns its path.
-fn socket_check(p: &Path, uid: u32, mode: u32) -> anyhow::Result<String> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let m = std::fs::symlink_metadata(p).with_context(|| format!("{} is missing", p.display()))?;
-    if !m.file_type().is_socket() {
-        bail!("{} is not a socket", p.display());
-    }
-    if m.uid() != uid || m.mode() & 0o777 != mode {
-        bail!(
-            "{} is uid {} mode {:o}, expected uid {uid} mode {mode:o}",
-            p.display(),
-            m.uid(),
-            m.mode() & 0o777
-        );
-    }
-    Ok(p.display().to_string())
-}
-
-async fn uninstall(a: UninstallArgs) -> anyhow::Result<i32> {
-    need_root("uninstall")?;
-    let layout = Layout::new(a.root.as_deref(), Path::new("/usr/local"));
-    let file =
-        InstallFile::load(&layout.install_file()).context("banger is not installed as a system service")?;
-    let paths = owner_paths(&file.home, &layout.daemon_runtime());
-    let mut errors: Vec<String> = Vec::new();
-    let mut note = |r: anyhow::Result<()>, what: &str| {
-        if let Err(e) = r {
-            errors.push(format!("{what}: {e:#}"));
-        }
-    };
-
-    // 1. The owner's VMs, through the daemon while it runs.
-    let client = Client::new(Endpoint::for_paths(&paths));
-    if client.info().await.ok().flatten().is_some() {
-        note(stop_all_vms(&client).await, "stopping VMs");
-        note(client.stop_daemon().await.map_err(anyhow::Error::from), "stopping the daemon");
-    }
-    // Engines the daemon could not stop (or that ran without it).
-    for refused in crate::service::reconcile::kill_recorded_engines(&paths.vms_dir(), &file.policy()) {
-        eprintln!("warning: not killed: {refused}");
-    }
-    // 2. The services.
-    if layout.is_real() && systemd_running() {
-        note(systemctl(&["disable", "--now", DAEMON_UNIT, HELPER_UNIT]), "stopping the services");
-    }
-    // 3. Network leftovers, in-process under the installation's policy.
-    errors.extend(crate::privileged::purge_network(&file.policy()));
-    // 4. Files.
-    let mut remove = |p: PathBuf| {
-        let r = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
-        match r {
-            Ok(()) => println!("removed {}", p.display()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => errors.push(format!("cannot remove {}: {e}", p.display())),
-        }
-    };
-    for name in ["banger", "bangerd", "banger-agent"] {
-        remove(file.prefix.join("bin").join(name));
-    }
-    for unit in [HELPER_UNIT, DAEMON_UNIT] {
-        remove(layout.unit(unit));
-    }
-    remove(layout.install_file());
-    if let Some(dir) = layout.install_file().parent() {
-        let _ = std::fs::remove_dir(dir); // only if empty
-    }
-    remove(file.helper.state_dir.clone());
-    remove(layout.helper_runtime());
-    remove(layout.daemon_runtime());
-    if a.purge {
-        // The owner's files go as the owner (see `as_owner`).
-        for d in [&paths.state_dir, &paths.cache_dir] {
-            match as_owner("rm -rf -- \"$1\"", d, file.uid, file.gid) {
-                Ok(()) => println!("removed {}", d.display()),
-                Err(e) => errors.push(format!("cannot remove {}: {e:#}", d.display())),
-            }
-        }
-    }
-    if layout.is_real() && systemd_running() {
-        let _ = systemctl(&["daemon-reload"]);
-    }
-    if errors.is_empty() {
-        println!("banger uninstalled{}", if a.purge { " and purged" } else { "" });
-        Ok(0)
-    } else {
-        for e in &errors {
-            eprintln!("error: {e}");
-        }
-        Ok(1)
-    }
-}
-
-async fn stop_all_vms(client: &Client) -> anyhow::Result<()> {
-    let vms: Vec<banger_api::Vm> = client.vms().await?;
-    let mut failed = Vec::new();
-    for vm in vms.iter().filter(|v| v.state == banger_api::VmState::Running) {
-        match client.stop_vm(&vm.id, &banger_api::StopVmRequest::default()).await {
-            Ok(_) => println!("stopped VM {}", vm.name),
-            Err(e) => failed.push(format!("{}: {e:#}", vm.name)),
-        }
-    }
-    if !failed.is_empty() {
-        bail!("{}", failed.join("; "));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
