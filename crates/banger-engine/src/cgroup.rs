@@ -195,7 +195,7 @@ mod tests {
     #[test]
     fn a_process_is_placed_limited_and_the_group_removed() {
         if !nix::unistd::geteuid().is_root() {
-            eprintln!("SKIPPED a_process_is_placed_limited_and_the_group_removed: needs root");
+            banger_testkit::skip("a_process_is_placed_limited_and_the_group_removed", "needs root");
             return;
         }
         let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
@@ -204,7 +204,7 @@ mod tests {
             let _ = child.kill();
             let _ = child.wait();
             // Hosts without a writable hierarchy (a container) cannot run this.
-            eprintln!("SKIPPED a_process_is_placed_limited_and_the_group_removed: {e}");
+            banger_testkit::skip("a_process_is_placed_limited_and_the_group_removed", &e.to_string());
             return;
         }
         let cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", child.id())).unwrap();

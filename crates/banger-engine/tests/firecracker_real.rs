@@ -80,14 +80,14 @@ async fn wait_console(path: &Path, needle: &str, timeout: Duration) -> bool {
 #[tokio::test]
 async fn launch_pause_resume_snapshot_restore() {
     let Some(fc_bin) = firecracker() else {
-        eprintln!("SKIPPED firecracker_real: firecracker is not on PATH");
+        banger_testkit::skip("firecracker_real", "firecracker is not on PATH");
         return;
     };
     if !nix::unistd::geteuid().is_root()
         || !fixtures().join("vmlinux").is_file()
         || !fixtures().join("rootfs.ext4").is_file()
     {
-        eprintln!("SKIPPED firecracker_real: needs root and the e2e fixtures (scripts/e2e-fixtures)");
+        banger_testkit::skip("firecracker_real", "needs root and the e2e fixtures (scripts/e2e-fixtures)");
         return;
     }
     let dir = tempfile::Builder::new().prefix("banger-fc-").tempdir_in("/var/tmp").unwrap();

@@ -226,13 +226,14 @@ mod tests {
     fn sparse_copy_across_filesystems() {
         use std::os::unix::fs::MetadataExt;
         let (Ok(a), Ok(b)) = (tempfile::tempdir_in("/dev/shm"), tempfile::tempdir_in("/var/tmp")) else {
-            eprintln!("SKIPPED sparse_copy_across_filesystems: needs /dev/shm and /var/tmp");
+            banger_testkit::skip("sparse_copy_across_filesystems", "needs /dev/shm and /var/tmp");
             return;
         };
         let dev = |p: &Path| std::fs::metadata(p).unwrap().dev();
         if dev(a.path()) == dev(b.path()) {
-            eprintln!(
-                "SKIPPED sparse_copy_across_filesystems: /dev/shm and /var/tmp are one filesystem here"
+            banger_testkit::skip(
+                "sparse_copy_across_filesystems",
+                "/dev/shm and /var/tmp are one filesystem here",
             );
             return;
         }

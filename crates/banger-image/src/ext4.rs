@@ -272,7 +272,10 @@ mod tests {
     #[test]
     fn concurrent_first_clones_share_no_temp_file() {
         if !have_e2fsprogs() {
-            eprintln!("SKIPPED: e2fsprogs (mkfs.ext4, debugfs) not installed");
+            banger_testkit::skip(
+                "concurrent_first_clones_share_no_temp_file",
+                "e2fsprogs (mkfs.ext4, debugfs) not installed",
+            );
             return;
         }
         let d = tempfile::tempdir().unwrap();
@@ -302,7 +305,7 @@ mod tests {
     #[test]
     fn mkfs_inject_and_read_back() {
         if !have_e2fsprogs() {
-            eprintln!("SKIPPED: e2fsprogs (mkfs.ext4, debugfs) not installed");
+            banger_testkit::skip("mkfs_inject_and_read_back", "e2fsprogs (mkfs.ext4, debugfs) not installed");
             return;
         }
         let d = tempfile::tempdir().unwrap();
@@ -334,7 +337,7 @@ mod tests {
     #[test]
     fn vm_disk_is_sparse_and_quick() {
         if !have_e2fsprogs() {
-            eprintln!("SKIPPED: e2fsprogs (mkfs.ext4) not installed");
+            banger_testkit::skip("vm_disk_is_sparse_and_quick", "e2fsprogs (mkfs.ext4) not installed");
             return;
         }
         let d = tempfile::tempdir().unwrap();
@@ -353,7 +356,10 @@ mod tests {
     #[test]
     fn cloned_disks_are_independent_filesystems() {
         if !have_e2fsprogs() {
-            eprintln!("SKIPPED: e2fsprogs (mkfs.ext4) not installed");
+            banger_testkit::skip(
+                "cloned_disks_are_independent_filesystems",
+                "e2fsprogs (mkfs.ext4) not installed",
+            );
             return;
         }
         let d = tempfile::tempdir().unwrap();

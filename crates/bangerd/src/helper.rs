@@ -508,7 +508,7 @@ mod tests {
     #[test]
     fn starts_jails_with_files_opened_beneath_the_owners_state() {
         if !nix::unistd::geteuid().is_root() {
-            eprintln!("SKIPPED starts_jails_with_the_files_sent_along: needs root (mounts)");
+            banger_testkit::skip("starts_jails_with_the_files_sent_along", "needs root (mounts)");
             return;
         }
         let dir = tempfile::tempdir().unwrap();

@@ -462,7 +462,7 @@ mod tests {
     #[test]
     fn a_jail_base_others_can_write_is_refused() {
         if !nix::unistd::geteuid().is_root() {
-            eprintln!("SKIPPED a_jail_base_others_can_write_is_refused: needs root");
+            banger_testkit::skip("a_jail_base_others_can_write_is_refused", "needs root");
             return;
         }
         let d = tempfile::tempdir().unwrap();
@@ -485,8 +485,9 @@ mod tests {
     #[test]
     fn files_are_bound_into_the_jail_read_only_unless_writable_and_released() {
         if !nix::unistd::geteuid().is_root() {
-            eprintln!(
-                "SKIPPED files_are_bound_into_the_jail_read_only_unless_writable_and_released: needs root"
+            banger_testkit::skip(
+                "files_are_bound_into_the_jail_read_only_unless_writable_and_released",
+                "needs root",
             );
             return;
         }

@@ -9,13 +9,14 @@
 
 use crate::client::Client;
 use banger_agent_proto::{
-    read_frame, write_frame, write_json, ExecRequest, ExitStatus, Kind, Op, Request, Response, SignalRequest,
-    WindowSize,
+    read_frame, write_frame, write_json, ExecRequest, ExitStatus, Frame, Kind, Op, Request, Response,
+    SignalRequest, WindowSize,
 };
 use bytes::Bytes;
 use clap::Args;
 use std::io::IsTerminal;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 #[derive(Debug, Args)]
@@ -64,6 +65,27 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 }
 
 /// Exit codes for failures before the command ran, as shells use them.
+/// How long the guest agent may take to answer an exec request: it
+/// answers as soon as the command is spawned, or with why it could not be.
+/// A guest that stops running after accepting the connection never
+/// answers; the exec then fails rather than hang.
+const FIRST_ANSWER_WITHIN: Duration = Duration::from_secs(60);
+
+/// The agent's first answer to an exec request on `rd`, within `within`.
+async fn first_answer<R: AsyncRead + Unpin>(rd: &mut R, vm: &str, within: Duration) -> anyhow::Result<Frame> {
+    match tokio::time::timeout(within, read_frame(rd)).await {
+        Ok(frame) => frame?.ok_or_else(|| anyhow::anyhow!("the guest agent closed the connection")),
+        Err(_) => Err(banger_api::ApiError::timeout(format!(
+            "the guest agent of VM {vm:?} took the command but did not start it within {} s",
+            within.as_secs()
+        ))
+        .with_hint(format!(
+            "the guest may be stuck: see `banger vm logs {vm}`, and restart it with `banger vm restart {vm}`"
+        ))
+        .into()),
+    }
+}
+
 fn exit_code_for(message: &str) -> i32 {
     if message.contains("not found") {
         127
@@ -106,8 +128,7 @@ pub async fn run(
     let stream = client.agent(&a.vm).await?;
     let (mut rd, mut wr) = tokio::io::split(stream);
     write_json(&mut wr, Kind::Request, &Request::new(Op::Exec(req))).await?;
-    let first =
-        read_frame(&mut rd).await?.ok_or_else(|| anyhow::anyhow!("the guest agent closed the connection"))?;
+    let first = first_answer(&mut rd, &a.vm, FIRST_ANSWER_WITHIN).await?;
     if let Response::Error { message } = first.json::<Response>()? {
         eprintln!("error: {message}");
         return Ok(exit_code_for(&message));
@@ -207,5 +228,38 @@ async fn forward_signals(tx: mpsc::Sender<(Kind, Bytes)>, tty: bool) {
         if tx.send((Kind::Signal, b.into())).await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An agent that took the request and then went silent (a guest that
+    /// stopped running) ends the exec with a timeout naming the VM and a
+    /// hint, after the bound and not before.
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_agent_ends_the_exec_after_the_bound() {
+        let (mut ours, _agent) = tokio::io::duplex(64);
+        let started = tokio::time::Instant::now();
+        let err = first_answer(&mut ours, "web", Duration::from_secs(60)).await.unwrap_err();
+        assert_eq!(started.elapsed().as_secs(), 60);
+        let api = err.downcast_ref::<banger_api::ApiError>().expect("an API error");
+        assert!(api.message.contains("\"web\"") && api.message.contains("60 s"), "{}", api.message);
+        assert!(api.hint.as_deref().is_some_and(|h| h.contains("banger vm restart web")));
+    }
+
+    /// An answer that comes in time is returned as it came.
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_in_time_is_returned() {
+        let (mut ours, mut agent) = tokio::io::duplex(256);
+        write_json(&mut agent, Kind::Response, &Response::Error { message: "not found: x".into() })
+            .await
+            .unwrap();
+        let f = first_answer(&mut ours, "web", Duration::from_secs(60)).await.unwrap();
+        assert!(matches!(f.json::<Response>().unwrap(), Response::Error { .. }));
+        drop(agent);
+        let err = first_answer(&mut ours, "web", Duration::from_secs(60)).await.unwrap_err();
+        assert!(err.to_string().contains("closed the connection"), "{err}");
     }
 }

@@ -40,7 +40,10 @@ fn an_old_firecracker_fails_with_a_fix() {
 #[test]
 fn a_missing_dev_kvm_fails_with_a_fix() {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIPPED a_missing_dev_kvm_fails_with_a_fix: needs root for a private mount namespace");
+        banger_testkit::skip(
+            "a_missing_dev_kvm_fails_with_a_fix",
+            "needs root for a private mount namespace",
+        );
         return;
     }
     let e = Env::new();

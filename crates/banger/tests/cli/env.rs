@@ -7,18 +7,7 @@ pub struct Env {
     pub dir: tempfile::TempDir,
 }
 
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
-    }
-}
+pub use banger_testkit::Run;
 
 impl Env {
     pub fn new() -> Env {
@@ -58,11 +47,7 @@ impl Env {
 
     pub fn run(&self, args: &[&str]) -> Run {
         let out: Output = self.cmd().args(args).output().unwrap();
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Run::from_output(&out)
     }
 
     /// Runs and asserts success.
@@ -149,7 +134,5 @@ impl Drop for Env {
 /// The daemon package's `bangerd`, which Cargo puts beside `banger` when
 /// the workspace is built (`scripts/test` does that first).
 pub fn bangerd_exe() -> std::path::PathBuf {
-    let p = std::path::Path::new(env!("CARGO_BIN_EXE_banger")).with_file_name("bangerd");
-    assert!(p.is_file(), "{} is missing: build the workspace first (`cargo build --workspace`)", p.display());
-    p
+    banger_testkit::bangerd_beside(std::path::Path::new(env!("CARGO_BIN_EXE_banger")))
 }

@@ -10,14 +10,7 @@ use std::time::{Duration, Instant};
 fn start_in_background(e: &E2e, vm: &str) -> std::thread::JoinHandle<crate::harness::Run> {
     let mut cmd = e.cmd();
     cmd.args(["vm", "start", vm]);
-    std::thread::spawn(move || {
-        let out = cmd.output().unwrap();
-        crate::harness::Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    })
+    std::thread::spawn(move || crate::harness::Run::from_output(&cmd.output().unwrap()))
 }
 
 /// Waits until the VM has an engine PID.
@@ -29,7 +22,10 @@ fn engine_pid(e: &E2e, vm: &str) -> i64 {
 #[test]
 fn firecracker_guest_that_never_gets_ready_fails_in_time_and_leaves_nothing() {
     if crate::harness::engine() == "firecracker" {
-        eprintln!("SKIPPED: KVM runs guests here, so a firecracker guest does get ready");
+        banger_testkit::skip(
+            "firecracker_guest_that_never_gets_ready_fails_in_time_and_leaves_nothing",
+            "KVM runs guests here, so a firecracker guest does get ready",
+        );
         return;
     }
     let Some(e) = E2e::with("fc-timeout", "firecracker", "boot_timeout_secs = 8") else { return };
@@ -60,7 +56,10 @@ fn firecracker_killed_during_boot_reports_its_console() {
     // boot takes seconds.
     let nested = std::env::var_os("BANGER_E2E_NESTED").is_some();
     if crate::harness::engine() == "firecracker" && !nested {
-        eprintln!("SKIPPED: a guest on this KVM boots before the test can kill it mid-boot");
+        banger_testkit::skip(
+            "firecracker_killed_during_boot_reports_its_console",
+            "a guest on this KVM boots before the test can kill it mid-boot",
+        );
         return;
     }
     let Some(e) = E2e::with("fc-crash", "firecracker", "boot_timeout_secs = 60") else { return };
@@ -92,7 +91,10 @@ fn firecracker_killed_during_boot_reports_its_console() {
 #[test]
 fn a_restarted_daemon_finds_the_running_firecracker() {
     if crate::harness::engine() == "firecracker" {
-        eprintln!("SKIPPED: the guest-level lifecycle test covers daemon restarts here");
+        banger_testkit::skip(
+            "a_restarted_daemon_finds_the_running_firecracker",
+            "the guest-level lifecycle test covers daemon restarts here",
+        );
         return;
     }
     let Some(e) = E2e::with("fc-restart", "firecracker", "boot_timeout_secs = 40") else { return };
@@ -125,7 +127,10 @@ fn a_restarted_daemon_finds_the_running_firecracker() {
 #[test]
 fn a_jailed_firecracker_is_confined_and_leaves_nothing() {
     if crate::harness::which("jailer").is_none() {
-        eprintln!("SKIPPED e2e test fc-jail: jailer is not installed (it comes with firecracker's release)");
+        banger_testkit::skip(
+            "e2e test fc-jail",
+            "jailer is not installed (it comes with firecracker's release)",
+        );
         return;
     }
     let real = crate::harness::engine() == "firecracker";
@@ -220,8 +225,9 @@ fn a_jailed_firecracker_is_confined_and_leaves_nothing() {
 fn real_guests(test: &str) -> bool {
     let real = crate::harness::engine() == "firecracker";
     if !real {
-        eprintln!(
-            "SKIPPED e2e test {test}: needs a KVM that runs guests (the nested Firecracker tier runs it)"
+        banger_testkit::skip(
+            &format!("e2e test {test}"),
+            "needs a KVM that runs guests (the nested Firecracker tier runs it)",
         );
     }
     real
@@ -283,8 +289,9 @@ fn firecracker_pauses_and_resumes_a_real_guest() {
         // silent). banger only calls PATCH /vm Paused/Resumed; bare
         // Firecracker does the same there (probe_bare_firecracker_pause_resume
         // below), so the fault is below banger. See ARCHITECTURE.md.
-        eprintln!(
-            "SKIPPED e2e test fc-pause: guests do not run again after a resume under nested SVM emulation"
+        banger_testkit::skip(
+            "e2e test fc-pause",
+            "guests do not run again after a resume under nested SVM emulation",
         );
         return;
     }
@@ -526,11 +533,8 @@ fn median(mut v: Vec<Duration>) -> Duration {
 /// The nested benchmark (`scripts/bench-nested`): banger against bare
 /// firecracker on the same kernel and rootfs, in the same L1.
 #[test]
+#[ignore = "a benchmark: scripts/bench-nested runs it"]
 fn bench_firecracker_nested() {
-    if std::env::var_os("BANGER_BENCH").is_none() {
-        eprintln!("SKIPPED bench_firecracker_nested: a benchmark (scripts/bench-nested runs it)");
-        return;
-    }
     if !real_guests("bench-nested") {
         return;
     }
@@ -600,17 +604,14 @@ fn fc_api(sock: &std::path::Path, method: &str, path: &str, body: &str) -> Strin
     line.trim().to_string()
 }
 
-/// A probe, run by hand (`BANGER_PROBE=1`, e.g. through the nested tier's
-/// `BANGER_NESTED_ENV`): does bare Firecracker — no banger — resume a
+/// A probe, run by hand (ignored unless named, e.g. through the nested tier:
+/// `BANGER_NESTED_TESTS=probe_bare`): does bare Firecracker — no banger — resume a
 /// paused guest here? It pauses a booted guest through the API, resumes it
 /// and waits for its agent on vsock. On a KVM host it must pass; under
 /// nested SVM emulation it tells whether banger's own pause test could.
 #[test]
+#[ignore = "a probe, run by hand through the nested tier (BANGER_NESTED_TESTS=probe_bare)"]
 fn probe_bare_firecracker_pause_resume() {
-    if std::env::var_os("BANGER_PROBE").is_none() {
-        eprintln!("SKIPPED probe_bare_firecracker_pause_resume: a probe (BANGER_PROBE=1)");
-        return;
-    }
     if !real_guests("probe-pause") {
         return;
     }

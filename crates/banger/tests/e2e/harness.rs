@@ -15,18 +15,7 @@ pub fn fixtures_dir() -> PathBuf {
         .unwrap_or_else(|| "/var/cache/banger-e2e".into())
 }
 
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.stdout, self.stderr))
-    }
-}
+pub use banger_testkit::Run;
 
 /// Where `prog` is: on PATH, or in `~/.cargo/bin`.
 pub fn which(prog: &str) -> Option<PathBuf> {
@@ -51,15 +40,10 @@ pub fn banger_exe() -> PathBuf {
 /// daemon package's binary: Cargo puts it beside `banger` when the
 /// workspace is built (`scripts/test` does that first).
 pub fn bangerd_exe() -> PathBuf {
-    let built = std::path::Path::new(env!("CARGO_BIN_EXE_banger")).with_file_name("bangerd");
-    if std::env::var_os("BANGER_E2E_BIN_DIR").is_none() {
-        assert!(
-            built.is_file(),
-            "{} is missing: build the workspace first (`cargo build --workspace`)",
-            built.display()
-        );
+    match std::env::var_os("BANGER_E2E_BIN_DIR") {
+        Some(d) => PathBuf::from(d).join("bangerd"),
+        None => banger_testkit::bangerd_beside(Path::new(env!("CARGO_BIN_EXE_banger"))),
     }
-    under_test("bangerd", built.to_str().unwrap())
 }
 
 fn under_test(name: &str, built: &str) -> PathBuf {
@@ -181,7 +165,7 @@ impl E2e {
     /// Like [`E2e::new`] with a given engine and extra config lines.
     pub fn with(test: &str, engine: &str, extra_config: &str) -> Option<E2e> {
         if let Some(why) = missing(engine) {
-            eprintln!("SKIPPED e2e test {test}: {why}");
+            banger_testkit::skip(&format!("e2e test {test}"), &why.to_string());
             return None;
         }
         let dir = tempfile::Builder::new().prefix("banger-e2e-").tempdir_in("/var/tmp").unwrap();
@@ -238,11 +222,7 @@ impl E2e {
             });
         }
         let out = child.wait_with_output().unwrap();
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Run::from_output(&out)
     }
 
     pub fn ok(&self, args: &[&str]) -> Run {

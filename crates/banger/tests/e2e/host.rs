@@ -66,7 +66,7 @@ fn reaches_outside(e: &E2e, vm: &str) -> bool {
 fn nat_is_opt_in_and_follows_the_vm() {
     let Some(e) = E2e::new("nat") else { return };
     if !Command::new("nft").arg("--version").stdout(Stdio::null()).status().is_ok_and(|s| s.success()) {
-        eprintln!("SKIPPED e2e test nat: nft not installed (apt-get install nftables)");
+        banger_testkit::skip("e2e test nat", "nft not installed (apt-get install nftables)");
         return;
     }
     let out = outside(&e);

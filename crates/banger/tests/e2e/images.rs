@@ -278,7 +278,7 @@ fn images_left(e: &E2e) -> Vec<String> {
 fn oci_images_pull_boot_and_import() {
     for tool in ["docker-registry", "skopeo", "curl"] {
         if !have(tool) || !Path::new("/bin/busybox").exists() {
-            eprintln!("SKIPPED e2e test oci-images: needs docker-registry, skopeo, curl and busybox-static (apt-get install docker-registry skopeo curl busybox-static)");
+            banger_testkit::skip("e2e test oci-images", "needs docker-registry, skopeo, curl and busybox-static (apt-get install docker-registry skopeo curl busybox-static)");
             return;
         }
     }
@@ -393,10 +393,13 @@ fn oci_images_pull_boot_and_import() {
 fn a_kernel_built_from_firecrackers_ci_config_boots() {
     let vmlinux = crate::harness::fixtures_dir().join("fc-ci-vmlinux");
     if !vmlinux.is_file() {
-        eprintln!(
-            "SKIPPED e2e test fc-ci-kernel: no {} (scripts/e2e-fixtures builds it when BANGER_E2E_FC_CONFIG \
+        banger_testkit::skip(
+            "e2e test fc-ci-kernel",
+            &format!(
+                "no {} (scripts/e2e-fixtures builds it when BANGER_E2E_FC_CONFIG \
              names Firecracker's resources/guest_configs/microvm-kernel-ci-x86_64-6.1.config)",
-            vmlinux.display()
+                vmlinux.display()
+            ),
         );
         return;
     }

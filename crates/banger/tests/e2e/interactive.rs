@@ -145,8 +145,9 @@ fn the_guest_is_complete_when_the_agent_answers() {
 #[test]
 fn shell_in_an_image_without_init() {
     if !Path::new("/bin/busybox").exists() {
-        eprintln!(
-            "SKIPPED e2e test interactive-noinit: needs busybox-static (apt-get install busybox-static)"
+        banger_testkit::skip(
+            "e2e test interactive-noinit",
+            "needs busybox-static (apt-get install busybox-static)",
         );
         return;
     }

@@ -394,7 +394,7 @@ fn kill_daemon(e: &E2e) {
 #[test]
 fn a_confined_qemu_vm_gets_its_own_capped_cgroup() {
     if crate::harness::engine() != "qemu" {
-        eprintln!("SKIPPED e2e test qemu-confined: the guest engine here is not QEMU");
+        banger_testkit::skip("e2e test qemu-confined", "the guest engine here is not QEMU");
         return;
     }
     let Some(e) = E2e::with("qemu-confined", "qemu", "boot_timeout_secs = 120\njailer_enabled = true") else {

@@ -90,19 +90,30 @@ fn missing() -> Option<String> {
     None
 }
 
-/// The tests of this binary that run inside L1.
+/// The tests of this binary that run inside L1: those of [`MODULES`]
+/// that `BANGER_NESTED_TESTS` names, or all but the ignored ones (the
+/// benchmark and probes) when it names none.
 fn selected_tests() -> Vec<String> {
     let me = std::env::current_exe().unwrap();
-    let out = Command::new(&me).args(["--list", "--format", "terse"]).output().unwrap();
+    let list = |extra: &[&str]| -> Vec<String> {
+        let out = Command::new(&me).args(["--list", "--format", "terse"]).args(extra).output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.strip_suffix(": test"))
+            .map(String::from)
+            .collect()
+    };
+    let ignored = list(&["--ignored"]);
     let wanted: Vec<String> = std::env::var("BANGER_NESTED_TESTS")
         .map(|v| v.split(',').filter(|s| !s.is_empty()).map(String::from).collect())
         .unwrap_or_default();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.strip_suffix(": test"))
+    list(&[])
+        .into_iter()
         .filter(|t| MODULES.iter().any(|m| t.starts_with(m)))
-        .filter(|t| wanted.is_empty() || wanted.iter().any(|w| t.contains(w.as_str())))
-        .map(String::from)
+        .filter(|t| match wanted.is_empty() {
+            true => !ignored.contains(t),
+            false => wanted.iter().any(|w| t.contains(w.as_str())),
+        })
         .collect()
 }
 
@@ -112,7 +123,7 @@ P=/payload
 export PATH=$P/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export BANGER_E2E_BIN_DIR=$P/bin BANGER_E2E_FIXTURES=$P/fixtures BANGER_E2E_NESTED=1 HOME=/root RUST_BACKTRACE=1
 TEST_TIMEOUT=$(cat $P/test-timeout)
-# Variables the host passed on (BANGER_NESTED_ENV), e.g. BANGER_BENCH=1.
+# Variables the host passed on (BANGER_NESTED_ENV), e.g. BANGER_BENCH_RUNS=5.
 set -a
 . $P/env
 set +a
@@ -136,7 +147,7 @@ echo "NESTED-READY $(uname -r) $(nproc) cpus $(awk '/MemTotal/ {print $2}' /proc
 # (Firecracker: "Unexpected exit reason on vcpu run: Shutdown"), which
 # nested SVM emulation does now and then to a guest early in its boot.
 run_one() {
-  { timeout -k 10 $TEST_TIMEOUT $P/bin/e2e --exact "$1" --test-threads=1 --nocapture </dev/null
+  { timeout -k 10 $TEST_TIMEOUT $P/bin/e2e --exact "$1" --include-ignored --test-threads=1 --nocapture </dev/null
     echo $? >/tmp/rc; } 2>&1 | tee /tmp/out
   rc=$(cat /tmp/rc)
   if [ $rc -ge 124 ]; then
@@ -399,7 +410,7 @@ fn results(text: &str) -> (Vec<Finished>, Vec<Output>) {
 #[test]
 fn firecracker_guests_nested_in_l1() {
     if let Some(why) = missing() {
-        eprintln!("SKIPPED nested Firecracker tier: {why}");
+        banger_testkit::skip("nested Firecracker tier", &why.to_string());
         return;
     }
     let budget = std::env::var("BANGER_NESTED_BUDGET_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(2700);
@@ -455,8 +466,9 @@ fn firecracker_guests_nested_in_l1() {
         match ended {
             Session::Done => break,
             Session::NoKvm(why) => {
-                eprintln!(
-                    "SKIPPED nested Firecracker tier: L1 got no /dev/kvm (QEMU's SVM emulation): {why}"
+                banger_testkit::skip(
+                    "nested Firecracker tier",
+                    &format!("L1 got no /dev/kvm (QEMU's SVM emulation): {why}"),
                 );
                 return;
             }

@@ -220,7 +220,7 @@ fn jailed_firecracker_runs_as_the_owner(e: &Env) {
     let fc = on_path("firecracker");
     let jailer = on_path("jailer");
     if fc.is_none() || jailer.is_none() {
-        eprintln!("SKIPPED system_install's jailer part: firecracker and jailer are not both installed");
+        banger_testkit::skip("system_install's jailer part", "firecracker and jailer are not both installed");
         return;
     }
     let install = std::fs::read_to_string(e.root.path().join("etc/banger/install.toml")).unwrap();
@@ -323,19 +323,19 @@ fn on_path(prog: &str) -> Option<PathBuf> {
 #[test]
 fn system_install_runs_the_daemon_as_a_user_with_a_root_helper() {
     if let Some(why) = missing("qemu") {
-        eprintln!("SKIPPED e2e test system_install: {why}");
+        banger_testkit::skip("e2e test system_install", &why.to_string());
         return;
     }
     for tool in ["useradd", "userdel", "setpriv", "unshare", "nft", "mknod"] {
         if on_path(tool).is_none() {
-            eprintln!("SKIPPED e2e test system_install: {tool} is not installed");
+            banger_testkit::skip("e2e test system_install", &format!("{tool} is not installed"));
             return;
         }
     }
     match on_path("vhost-device-vsock") {
         Some(p) if readable_by_others(&p) => {}
         _ => {
-            eprintln!("SKIPPED e2e test system_install: vhost-device-vsock is not on PATH where other users can run it (install it with `cargo install vhost-device-vsock --root /usr/local`)");
+            banger_testkit::skip("e2e test system_install", "vhost-device-vsock is not on PATH where other users can run it (install it with `cargo install vhost-device-vsock --root /usr/local`)");
             return;
         }
     }

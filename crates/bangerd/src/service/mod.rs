@@ -14,6 +14,7 @@
 //! The store's own mutex and the runtime map's mutex are innermost and are
 //! never held across an await.
 
+pub mod archives;
 pub mod builds;
 pub mod dns;
 pub mod doctor;

@@ -26,7 +26,7 @@ async fn kernel_import_show_rm() {
 #[tokio::test]
 async fn image_register_copies_injects_and_hashes() {
     if !e2fsprogs() {
-        eprintln!("SKIPPED image_register_copies_injects_and_hashes: e2fsprogs not installed");
+        banger_testkit::skip("image_register_copies_injects_and_hashes", "e2fsprogs not installed");
         return;
     }
     let t = TestDaemon::start().await;
@@ -87,7 +87,7 @@ async fn image_register_copies_injects_and_hashes() {
 #[tokio::test]
 async fn register_without_an_agent_is_refused_cleanly() {
     if !e2fsprogs() {
-        eprintln!("SKIPPED register_without_an_agent_is_refused_cleanly: e2fsprogs not installed");
+        banger_testkit::skip("register_without_an_agent_is_refused_cleanly", "e2fsprogs not installed");
         return;
     }
     let t = TestDaemon::start_with(|c| c.agent_bin = Some("/nonexistent/banger-agent".into())).await;

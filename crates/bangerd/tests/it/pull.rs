@@ -157,7 +157,7 @@ fn no_staging(d: &bangerd::service::Daemon) {
 #[tokio::test]
 async fn catalog_pulls_verify_resume_and_coalesce() {
     if !e2fsprogs() {
-        eprintln!("SKIPPED catalog_pulls_verify_resume_and_coalesce: e2fsprogs not installed");
+        banger_testkit::skip("catalog_pulls_verify_resume_and_coalesce", "e2fsprogs not installed");
         return;
     }
     let work = tempfile::tempdir().unwrap();
@@ -301,7 +301,7 @@ async fn catalog_pulls_verify_resume_and_coalesce() {
 #[tokio::test]
 async fn default_image_appears_on_its_own() {
     if !e2fsprogs() {
-        eprintln!("SKIPPED default_image_appears_on_its_own: e2fsprogs not installed");
+        banger_testkit::skip("default_image_appears_on_its_own", "e2fsprogs not installed");
         return;
     }
     let work = tempfile::tempdir().unwrap();
