@@ -196,17 +196,7 @@ fn rebuilt(info: &DaemonInfo) -> bool {
         .ok()
         .zip(std::fs::canonicalize(&info.exe).ok())
         .is_some_and(|(a, b)| a == b);
-    same && info.exe_mtime_ms != 0 && mtime_ms(&bin) != info.exe_mtime_ms
-}
-
-/// A file's modification time in ms since the epoch (0 if unknown), as the
-/// daemon reports its own executable's.
-fn mtime_ms(path: &Path) -> i64 {
-    std::fs::metadata(path)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_millis() as i64)
+    same && info.exe_mtime_ms != 0 && banger_paths::mtime_ms(&bin) != info.exe_mtime_ms
 }
 
 /// The daemon a client starts: `$BANGER_DAEMON_BIN`, `bangerd` next to

@@ -17,6 +17,7 @@
 
 mod launch;
 mod ops;
+pub mod print;
 mod transport;
 
 use banger_api::ApiError;

@@ -184,6 +184,17 @@ pub fn ensure_private_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A file's modification time in ms since the epoch, 0 when unknown: how
+/// the daemon reports its own executable and how a client tells that the
+/// executable changed since (a rebuild or reinstall).
+pub fn mtime_ms(path: &Path) -> i64 {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// Finds an executable: the configured path if given (and executable),
 /// else `name` in a directory of PATH, else in one of `extra`. The one
 /// place banger looks for the programs it runs.

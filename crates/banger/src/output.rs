@@ -1,15 +1,10 @@
 //! Rendering: aligned tables and `key: value` blocks for people, JSON for
 //! scripts, progress on stderr. stdout carries only data that can be piped.
 
-use banger_api::{ApiError, Event};
-use serde::Serialize;
+use banger_api::Event;
 use std::io::IsTerminal;
 
-/// Prints `value` as pretty JSON on stdout.
-pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
-}
+pub use banger_client::print::{error, fields, json};
 
 /// Prints an aligned table; every column but the last is padded.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) {
@@ -37,38 +32,6 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) {
     for row in rows {
         line(row.iter().map(String::as_str).collect());
     }
-}
-
-/// Prints `key: value` lines with aligned values.
-pub fn fields(pairs: &[(&str, String)]) {
-    let w = pairs.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
-    for (k, v) in pairs {
-        println!("{:<w$} {v}", format!("{k}:"));
-    }
-}
-
-/// Prints an error the way every command does: one `error:` line naming
-/// what failed, then a `hint:` line when there is a next step.
-pub fn error(err: &anyhow::Error) {
-    let top = err.downcast_ref::<ApiError>();
-    if let Some(api) = top.or_else(|| err.downcast_ref::<banger_client::Error>().and_then(|c| c.api())) {
-        eprintln!("error: {}", api.message);
-        if let Some(h) = &api.hint {
-            eprintln!("hint: {h}");
-        }
-        return;
-    }
-    eprintln!("error: {err:#}");
-    if let Some(api) = err.chain().find_map(as_api) {
-        if let Some(h) = &api.hint {
-            eprintln!("hint: {h}");
-        }
-    }
-}
-
-/// The daemon's error (code, message, hint), raised here or by the client.
-fn as_api<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a ApiError> {
-    e.downcast_ref::<ApiError>().or_else(|| e.downcast_ref::<banger_client::Error>().and_then(|c| c.api()))
 }
 
 /// Shows progress events on stderr: a spinner with the current phase on a

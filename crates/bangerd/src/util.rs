@@ -18,13 +18,3 @@ pub fn new_id() -> String {
     let n: u64 = rand::random();
     format!("{:012x}", n & 0xffff_ffff_ffff)
 }
-
-/// A file's modification time in ms since the epoch (0 when unknown).
-pub fn mtime_ms(path: &std::path::Path) -> i64 {
-    std::fs::metadata(path)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}

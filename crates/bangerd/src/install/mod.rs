@@ -13,6 +13,7 @@ use crate::helper::{HelperSection, InstallFile};
 use crate::paths::Paths;
 use crate::privileged::Request;
 use anyhow::{bail, Context};
+use banger_client::print::{fields, json};
 use banger_client::{Client, Endpoint};
 use clap::{Args, Parser, Subcommand};
 use std::os::unix::fs::PermissionsExt;
@@ -116,15 +117,7 @@ pub fn main(args: &[String]) -> i32 {
     match rt.block_on(run(cli.cmd)) {
         Ok(code) => code,
         Err(e) => {
-            match e.downcast_ref::<banger_api::ApiError>() {
-                Some(api) => {
-                    eprintln!("error: {}", api.message);
-                    if let Some(h) = &api.hint {
-                        eprintln!("hint: {h}");
-                    }
-                }
-                None => eprintln!("error: {e:#}"),
-            }
+            banger_client::print::error(&e);
             1
         }
     }
@@ -146,20 +139,6 @@ fn cli_binary(daemon: &Path) -> Option<PathBuf> {
         .map(PathBuf::from)
         .or_else(|| daemon.parent().map(|d| d.join("banger")))
         .filter(|p| p.is_file())
-}
-
-/// Prints `value` as pretty JSON on stdout.
-fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
-}
-
-/// Prints `key: value` lines with aligned values.
-fn fields(pairs: &[(&str, String)]) {
-    let w = pairs.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
-    for (k, v) in pairs {
-        println!("{:<w$} {v}", format!("{k}:"));
-    }
 }
 
 const HELPER_UNIT: &str = "bangerd-root.service";

@@ -157,6 +157,6 @@ impl Daemon {
 /// The running executable and its modification time in ms.
 fn own_exe() -> (String, i64) {
     let Ok(exe) = std::env::current_exe() else { return (String::new(), 0) };
-    let mtime = crate::util::mtime_ms(&exe);
+    let mtime = banger_paths::mtime_ms(&exe);
     (exe.display().to_string(), mtime)
 }
