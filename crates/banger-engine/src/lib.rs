@@ -238,9 +238,13 @@ pub enum EngineError {
     /// The engine process could not start or died while starting.
     #[error("{0}")]
     Launch(String),
-    /// The engine's control API refused a request.
-    #[error("{0}")]
-    Api(String),
+    /// Firecracker's API refused a request or could not be reached.
+    #[error(transparent)]
+    Api(#[from] firecracker::api::ApiError),
+    /// Firecracker refused its configuration or its start; `log` is what
+    /// its log said about it.
+    #[error("{error}\n{log}")]
+    NotStarted { error: firecracker::api::ApiError, log: String },
     /// This engine cannot do that (pause on QEMU, say).
     #[error("{0}")]
     Unsupported(String),

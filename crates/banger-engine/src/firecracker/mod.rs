@@ -353,7 +353,11 @@ impl Engine for Firecracker {
                 }
                 let _ = self.release(&handles);
             }
-            return Err(EngineError::Api(if log.is_empty() { e.to_string() } else { format!("{e}\n{log}") }));
+            return Err(if log.is_empty() {
+                EngineError::Api(e)
+            } else {
+                EngineError::NotStarted { error: e, log }
+            });
         }
         Ok(handles)
     }
@@ -372,21 +376,18 @@ impl Engine for Firecracker {
         api::Client::new(&h.control_socket)
             .action(api::ActionType::SendCtrlAltDel)
             .await
-            .map_err(|e| EngineError::Api(e.to_string()))
+            .map_err(EngineError::Api)
     }
 
     async fn pause(&self, h: &Handles) -> Result<(), EngineError> {
-        api::Client::new(&h.control_socket)
-            .set_vm_state(api::VmState::Paused)
-            .await
-            .map_err(|e| EngineError::Api(e.to_string()))
+        api::Client::new(&h.control_socket).set_vm_state(api::VmState::Paused).await.map_err(EngineError::Api)
     }
 
     async fn resume(&self, h: &Handles) -> Result<(), EngineError> {
         api::Client::new(&h.control_socket)
             .set_vm_state(api::VmState::Resumed)
             .await
-            .map_err(|e| EngineError::Api(e.to_string()))
+            .map_err(EngineError::Api)
     }
 }
 
@@ -403,7 +404,7 @@ impl Firecracker {
     pub async fn snapshot(&self, h: &Handles, dir: &Path) -> Result<Snapshot, EngineError> {
         let client = api::Client::new(&h.control_socket);
         let snap = Snapshot { state: dir.join("vm.state"), memory: dir.join("vm.mem") };
-        client.set_vm_state(api::VmState::Paused).await.map_err(|e| EngineError::Api(e.to_string()))?;
+        client.set_vm_state(api::VmState::Paused).await.map_err(EngineError::Api)?;
         client
             .create_snapshot(&api::SnapshotCreateParams {
                 snapshot_path: path_str(&snap.state),
@@ -411,7 +412,7 @@ impl Firecracker {
                 snapshot_type: Some("Full".into()),
             })
             .await
-            .map_err(|e| EngineError::Api(e.to_string()))?;
+            .map_err(EngineError::Api)?;
         Ok(snap)
     }
 
@@ -443,7 +444,7 @@ impl Firecracker {
         };
         if let Err(e) = client.load_snapshot(&params).await {
             self.kill(&handles);
-            return Err(EngineError::Api(e.to_string()));
+            return Err(EngineError::Api(e));
         }
         Ok(handles)
     }

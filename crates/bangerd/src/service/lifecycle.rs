@@ -106,8 +106,10 @@ pub(crate) fn engine_err(e: EngineError, vm: &str) -> ApiError {
             ApiError::unavailable(format!("{what} not found")).with_hint(hint)
         }
         EngineError::Unsupported(m) => ApiError::precondition(m),
-        EngineError::Launch(m) | EngineError::Api(m) => ApiError::internal(format!("VM {vm:?}: {m}"))
-            .with_hint(format!("see `banger vm logs {vm}` and the logs in its VM dir")),
+        e @ (EngineError::Launch(_) | EngineError::Api(_) | EngineError::NotStarted { .. }) => {
+            ApiError::internal(format!("VM {vm:?}: {e}"))
+                .with_hint(format!("see `banger vm logs {vm}` and the logs in its VM dir"))
+        }
         EngineError::Io(e) => ApiError::internal(format!("VM {vm:?}: {e}")),
     }
 }
