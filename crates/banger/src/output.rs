@@ -126,3 +126,48 @@ pub fn bytes(n: u64) -> String {
     }
     format!("{v:.1} {}", UNITS[unit])
 }
+
+/// A byte-count bar on stderr for a copy, shown only on a terminal; with no
+/// total, a spinner counting bytes.
+#[derive(Clone, Default)]
+pub struct ByteBar(Option<indicatif::ProgressBar>);
+
+impl ByteBar {
+    /// A bar labelled `label` for `total` bytes (unknown: `None`); hidden
+    /// when `show` is false or stderr is not a terminal.
+    pub fn new(label: &str, total: Option<u64>, show: bool) -> ByteBar {
+        if !show || !std::io::stderr().is_terminal() {
+            return ByteBar(None);
+        }
+        let b = match total {
+            Some(t) => indicatif::ProgressBar::new(t),
+            None => indicatif::ProgressBar::new_spinner(),
+        };
+        let template = format!("{label}{{bytes}}/{{total_bytes}} {{bytes_per_sec}} eta {{eta}} [{{bar:30}}]");
+        b.set_style(
+            indicatif::ProgressStyle::with_template(&template)
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        ByteBar(Some(b))
+    }
+
+    pub fn is_shown(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// What a copy calls with the bytes done so far (kept within the total).
+    pub fn updater(&self) -> impl FnMut(u64) + use<> {
+        let b = self.0.clone();
+        move |n| {
+            if let Some(b) = &b {
+                b.set_position(b.length().map_or(n, |t| n.min(t)));
+            }
+        }
+    }
+
+    pub fn finish(self) {
+        if let Some(b) = self.0 {
+            b.finish_and_clear();
+        }
+    }
+}

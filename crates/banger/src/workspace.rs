@@ -19,7 +19,6 @@ use anyhow::{bail, Context};
 use banger_agent_proto::client::{exec_collect, put_tar};
 use banger_agent_proto::ExecRequest;
 use banger_api::ApiError;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -444,17 +443,8 @@ pub async fn copy(client: &Client, vm: &str, p: &Plan, quiet: bool) -> anyhow::R
     }
     // About the size of the files once more for the history.
     let total = p.bytes * 2;
-    let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
-        let b = indicatif::ProgressBar::new(total);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "copying workspace {bytes}/{total_bytes} {bytes_per_sec} [{bar:30}]",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        b
-    });
-    if bar.is_none() && !quiet {
+    let bar = crate::output::ByteBar::new("copying workspace ", Some(total), !quiet);
+    if !bar.is_shown() && !quiet {
         eprintln!("copying workspace: {} files, {} bytes, to {guest}", p.files.len(), p.bytes);
     }
     let (reader, writer) = tokio::io::duplex(1 << 20);
@@ -464,16 +454,8 @@ pub async fn copy(client: &Client, vm: &str, p: &Plan, quiet: bool) -> anyhow::R
         write_tar(&mut w, Path::new(&name), 0o700, gitdir.path(), &root, &files)?;
         w.shutdown()
     });
-    let b2 = bar.clone();
-    let sent = put_tar(client.agent(vm).await?, "/root", None, reader, |n| {
-        if let Some(b) = &b2 {
-            b.set_position(n.min(total));
-        }
-    })
-    .await;
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    let sent = put_tar(client.agent(vm).await?, "/root", None, reader, bar.updater()).await;
+    bar.finish();
     // The packer's error is the cause when both failed (a stream cut short).
     let packed = packer.await?;
     packed.map_err(|e| anyhow::anyhow!("cannot prepare the workspace: {e}"))?;

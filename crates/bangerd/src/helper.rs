@@ -66,6 +66,30 @@ pub struct HelperSection {
 }
 
 impl InstallFile {
+    /// A whole install file, for tests.
+    #[cfg(test)]
+    pub(crate) fn example() -> InstallFile {
+        InstallFile {
+            owner: "alice".into(),
+            uid: 1000,
+            gid: 1000,
+            home: "/home/alice".into(),
+            version: "0.1.0".into(),
+            installed_at: "2026-11-26T00:00:00Z".into(),
+            prefix: "/usr/local".into(),
+            helper: HelperSection {
+                socket: "/run/banger-root/helper.sock".into(),
+                state_dir: "/var/lib/banger-root".into(),
+                bridge: "banger0".into(),
+                cidr: "172.30.213.0/24".parse().unwrap(),
+                dirs: vec!["/home/alice/.local/state/banger".into()],
+                jailer: Some("/usr/local/bin/jailer".into()),
+                firecracker: Some("/usr/local/bin/firecracker".into()),
+                jail_base: Some("/run/banger-root/jail".into()),
+            },
+        }
+    }
+
     pub fn load(path: &Path) -> anyhow::Result<InstallFile> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("Cannot read {}", path.display()))?;
@@ -356,25 +380,7 @@ mod tests {
 
     #[test]
     fn install_file_round_trips_and_refuses_unknown_keys() {
-        let f = InstallFile {
-            owner: "alice".into(),
-            uid: 1000,
-            gid: 1000,
-            home: "/home/alice".into(),
-            version: "0.1.0".into(),
-            installed_at: "2026-11-26T00:00:00Z".into(),
-            prefix: "/usr/local".into(),
-            helper: HelperSection {
-                socket: "/run/banger-root/helper.sock".into(),
-                state_dir: "/var/lib/banger-root".into(),
-                bridge: "banger0".into(),
-                cidr: "172.30.213.0/24".parse().unwrap(),
-                dirs: vec!["/home/alice/.local/state/banger".into()],
-                jailer: Some("/usr/local/bin/jailer".into()),
-                firecracker: Some("/usr/local/bin/firecracker".into()),
-                jail_base: Some("/run/banger-root/jail".into()),
-            },
-        };
+        let f = InstallFile::example();
         let text = toml::to_string(&f).unwrap();
         assert_eq!(toml::from_str::<InstallFile>(&text).unwrap(), f);
         assert!(toml::from_str::<InstallFile>(&format!("{text}\nextra = 1\n")).is_err());

@@ -5,10 +5,10 @@
 //! nothing may land outside the destination.
 
 use crate::client::Client;
+use crate::output::ByteBar;
 use banger_agent_proto::client::{exec_collect, get_tar, put_tar_renamed};
 use banger_agent_proto::ExecRequest;
 use clap::Args;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
@@ -27,22 +27,6 @@ fn remote(arg: &str) -> Option<(&str, &str)> {
     let (vm, path) = arg.split_once(':')?;
     let ok = !vm.is_empty() && vm.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     ok.then_some((vm, path))
-}
-
-fn progress_bar(total: Option<u64>) -> Option<indicatif::ProgressBar> {
-    if !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let b = match total {
-        Some(t) if t >= 1 << 20 => indicatif::ProgressBar::new(t),
-        Some(_) => return None,
-        None => indicatif::ProgressBar::new_spinner(),
-    };
-    b.set_style(
-        indicatif::ProgressStyle::with_template("{bytes}/{total_bytes} {bytes_per_sec} eta {eta} [{bar:30}]")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    Some(b)
 }
 
 pub async fn run(client: &Client, a: CpArgs) -> anyhow::Result<i32> {
@@ -82,7 +66,8 @@ async fn upload(client: &Client, src: &Path, vm: &str, dst: &str) -> anyhow::Res
         }
     };
     let total = super::cp_tree_size(src);
-    let bar = progress_bar(Some(total));
+    // Small copies are over before a bar would mean anything.
+    let bar = ByteBar::new("", Some(total), total >= 1 << 20);
     let (reader, writer) = tokio::io::duplex(1 << 20);
     let src2 = src.to_path_buf();
     let packer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
@@ -97,16 +82,8 @@ async fn upload(client: &Client, src: &Path, vm: &str, dst: &str) -> anyhow::Res
         b.into_inner()?.shutdown()
     });
     let stream = client.agent(vm).await?;
-    let b2 = bar.clone();
-    let r = put_tar_renamed(stream, &dir, None, rename, reader, |n| {
-        if let Some(b) = &b2 {
-            b.set_position(n.min(total));
-        }
-    })
-    .await;
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    let r = put_tar_renamed(stream, &dir, None, rename, reader, bar.updater()).await;
+    bar.finish();
     let packed = packer.await?;
     let r = r.map_err(|e| anyhow::anyhow!("copy into {vm}:{dst} failed: {e}"))?;
     packed.map_err(|e| anyhow::anyhow!("cannot read {}: {e}", src.display()))?;
@@ -128,7 +105,7 @@ async fn download(client: &Client, vm: &str, src: &str, dst: &Path) -> anyhow::R
         (parent.to_path_buf(), dst.file_name().map(|n| n.to_string_lossy().into_owned()))
     };
     let dir = dir.canonicalize()?;
-    let bar = progress_bar(None);
+    let bar = ByteBar::new("", None, true);
     let (reader, writer) = tokio::io::duplex(1 << 20);
     let d2 = dir.clone();
     let asked = src.to_string();
@@ -138,16 +115,8 @@ async fn download(client: &Client, vm: &str, src: &str, dst: &Path) -> anyhow::R
         banger_agent_proto::tarsafe::unpack_from_guest(&d2, r, &asked, rename.as_deref())
     });
     let stream = client.agent(vm).await?;
-    let b2 = bar.clone();
-    let got = get_tar(stream, src, writer, |n| {
-        if let Some(b) = &b2 {
-            b.set_position(n);
-        }
-    })
-    .await;
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    let got = get_tar(stream, src, writer, bar.updater()).await;
+    bar.finish();
     let unpacked = unpacker.await?;
     got.map_err(|e| anyhow::anyhow!("copy from {vm}:{src} failed: {e}"))?;
     let u = unpacked.map_err(|e| anyhow::anyhow!("refused the archive from {vm}: {e}"))?;

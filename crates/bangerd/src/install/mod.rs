@@ -524,28 +524,6 @@ async fn install(a: InstallArgs) -> anyhow::Result<i32> {
 mod tests {
     use super::*;
 
-    fn file() -> InstallFile {
-        InstallFile {
-            owner: "alice".into(),
-            uid: 1000,
-            gid: 1000,
-            home: "/home/alice".into(),
-            version: "x".into(),
-            installed_at: "now".into(),
-            prefix: "/usr/local".into(),
-            helper: HelperSection {
-                socket: "/run/banger-root/helper.sock".into(),
-                state_dir: "/var/lib/banger-root".into(),
-                bridge: "banger0".into(),
-                cidr: "172.30.213.0/24".parse().unwrap(),
-                dirs: vec![],
-                jailer: None,
-                firecracker: None,
-                jail_base: None,
-            },
-        }
-    }
-
     #[test]
     fn units_are_hardened_and_keep_vms_across_restarts() {
         let h = helper_unit(
@@ -571,7 +549,7 @@ mod tests {
         let caps = h.lines().find(|l| l.starts_with("CapabilityBoundingSet=")).unwrap();
         assert!(caps.contains("CAP_NET_ADMIN") && !caps.contains("CAP_SYS_MODULE"), "{caps}");
         assert!(!caps.contains("CAP_SYS_PTRACE") && !caps.contains("CAP_SYS_BOOT"), "{caps}");
-        let f = file();
+        let f = InstallFile::example();
         let paths = owner_paths(&f.home, Path::new("/run/banger"));
         let d = daemon_unit(Path::new("/usr/local/bin/bangerd"), &f, &paths, true);
         for line in [
