@@ -66,18 +66,20 @@ impl LockMap {
 
 /// The daemon: configuration, state and the locks that order access to it.
 pub struct Daemon {
+    /// Where its files are, its configuration and its records: public, so
+    /// the in-process integration tests can set the scene and look.
     pub paths: Paths,
     pub config: Config,
     pub store: Store,
     /// Per-VM lifecycle locks, keyed by VM id.
-    pub vm_locks: LockMap,
+    pub(crate) vm_locks: LockMap,
     /// Per-name locks for image and kernel imports/builds/pulls.
-    pub name_locks: LockMap,
+    pub(crate) name_locks: LockMap,
     /// Short lock around name + IP reservation.
-    pub reserve_lock: tokio::sync::Mutex<()>,
-    pub started_at_ms: i64,
+    pub(crate) reserve_lock: tokio::sync::Mutex<()>,
+    pub(crate) started_at_ms: i64,
     /// This daemon's executable and its mtime at start (see `DaemonInfo`).
-    pub exe: (String, i64),
+    pub(crate) exe: (String, i64),
     /// Live engine processes, keyed by VM id.
     pub(crate) runtimes: Mutex<HashMap<String, Arc<lifecycle::Runtime>>>,
     pub(crate) generation: std::sync::atomic::AtomicU64,
@@ -88,7 +90,7 @@ pub struct Daemon {
     pub(crate) tap_refill: tokio::sync::Mutex<()>,
     /// Who does the privileged network work (in-process as root, else the
     /// root helper).
-    pub privops: crate::privileged::PrivOps,
+    pub(crate) privops: crate::privileged::PrivOps,
     /// Whether `.vm` DNS is served: unset until [`Daemon::spawn_dns`]
     /// has tried to bind, then `Ok` or why not. `.vm` is routed to the
     /// port only while it is ours.
