@@ -5,10 +5,13 @@
 //! shell, with names checked first: only interfaces named by banger's rules
 //! are ever created or deleted.
 
+mod error;
 pub mod nat;
 pub mod resolver;
 
-use anyhow::{bail, Context};
+pub use error::{NameError, NetError, Result};
+
+use error::{io, succeeded, Step};
 use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -43,19 +46,6 @@ pub fn kernel_ip_arg(guest: Ipv4Addr, net: &Ipv4Net, gateway: Ipv4Addr, hostname
 
 /// Prefix every bridge banger creates or touches must have.
 pub const BRIDGE_PREFIX: &str = "banger";
-
-/// An interface name banger refuses to create or touch.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NameError {
-    #[error("interface name {0:?} must be 1-15 characters")]
-    Length(String),
-    #[error("interface name {0:?} may only contain letters, digits, '-' and '_'")]
-    Characters(String),
-    #[error("interface {0:?} is not banger's: bridge names start with {BRIDGE_PREFIX:?}")]
-    NotABangerBridge(String),
-    #[error("interface {0:?} is not a banger tap (bg<12 hex digits> or bgpool<n>)")]
-    NotABangerTap(String),
-}
 
 /// Checks an interface name: 1–15 of `[A-Za-z0-9_-]`.
 pub fn check_ifname(name: &str) -> Result<(), NameError> {
@@ -131,12 +121,13 @@ pub fn list_taps() -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn ip(args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new("ip").args(args).output().context("Cannot run ip (install iproute2)")?;
-    if !out.status.success() {
-        bail!("ip {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(())
+fn ip(args: &[&str]) -> Result<()> {
+    let out = Command::new("ip").args(args).output().map_err(|source| NetError::Spawn {
+        tool: "ip".into(),
+        install: "install iproute2",
+        source,
+    })?;
+    succeeded(|| format!("ip {}", args.join(" ")), &out)
 }
 
 /// The bridge VMs attach to, with the gateway address on it.
@@ -150,62 +141,58 @@ pub struct Bridge {
 impl Bridge {
     /// Creates the bridge if missing, gives it the gateway address and
     /// brings it up. Idempotent.
-    pub fn ensure(&self) -> anyhow::Result<()> {
+    pub fn ensure(&self) -> Result<()> {
         check_ifname(&self.name)?;
         if !link_exists(&self.name) {
             ip(&["link", "add", "name", &self.name, "type", "bridge"])
-                .with_context(|| format!("Cannot create bridge {}", self.name))?;
+                .step(|| format!("create bridge {}", self.name))?;
         }
         let addr = format!("{}/{}", self.gateway, self.net.prefix_len());
-        let shown = Command::new("ip").args(["-4", "-o", "addr", "show", "dev", &self.name]).output()?;
+        let shown = Command::new("ip")
+            .args(["-4", "-o", "addr", "show", "dev", &self.name])
+            .output()
+            .map_err(io(format!("read the addresses of bridge {}", self.name)))?;
         if !String::from_utf8_lossy(&shown.stdout).contains(&format!(" {addr} ")) {
             ip(&["addr", "add", &addr, "dev", &self.name])
-                .with_context(|| format!("Cannot address bridge {}", self.name))?;
+                .step(|| format!("address bridge {}", self.name))?;
         }
         ip(&["link", "set", &self.name, "up"])
     }
 
     /// Creates tap `name` owned by `uid`, attached to the bridge, up.
-    pub fn add_tap(&self, name: &str, uid: u32) -> anyhow::Result<()> {
-        check_ifname(name)?;
-        if !name.starts_with(TAP_PREFIX) {
-            bail!("refusing to create {name:?}: not a banger tap name");
-        }
+    pub fn add_tap(&self, name: &str, uid: u32) -> Result<()> {
+        check_tap_name(name)?;
         if link_exists(name) {
             // Left over from a crash: start clean.
             delete_tap(name)?;
         }
         ip(&["tuntap", "add", "dev", name, "mode", "tap", "user", &uid.to_string()])
-            .with_context(|| format!("Cannot create tap {name}"))?;
+            .step(|| format!("create tap {name}"))?;
         let attach = ip(&["link", "set", name, "master", &self.name, "up"]);
-        if let Err(e) = attach {
+        if attach.is_err() {
             let _ = delete_tap(name);
-            return Err(e.context(format!("Cannot attach tap {name} to {}", self.name)));
         }
-        Ok(())
+        attach.step(|| format!("attach tap {name} to {}", self.name))
     }
 }
 
 /// Deletes the bridge (its address and route go with it); a missing one is
 /// not an error.
-pub fn delete_bridge(name: &str) -> anyhow::Result<()> {
+pub fn delete_bridge(name: &str) -> Result<()> {
     check_ifname(name)?;
     if !Path::new("/sys/class/net").join(name).join("bridge").exists() {
         return Ok(());
     }
-    ip(&["link", "del", name]).with_context(|| format!("Cannot delete bridge {name}"))
+    ip(&["link", "del", name]).step(|| format!("delete bridge {name}"))
 }
 
 /// Deletes a banger tap; a missing one is not an error.
-pub fn delete_tap(name: &str) -> anyhow::Result<()> {
-    check_ifname(name)?;
-    if !name.starts_with(TAP_PREFIX) {
-        bail!("refusing to delete {name:?}: not a banger tap name");
-    }
+pub fn delete_tap(name: &str) -> Result<()> {
+    check_tap_name(name)?;
     if !link_exists(name) {
         return Ok(());
     }
-    ip(&["link", "del", name]).with_context(|| format!("Cannot delete tap {name}"))
+    ip(&["link", "del", name]).step(|| format!("delete tap {name}"))
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 //! switched on only while some VM needs it, and switched back when none
 //! does (the value found is remembered in a file, so a crash cannot lose it).
 
-use anyhow::{bail, Context};
+use crate::error::{io, succeeded, NetError, Result, Step};
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -27,11 +27,11 @@ pub struct Guard {
 }
 
 /// Checks a MAC address as banger writes them: six lowercase hex pairs.
-pub fn check_mac(mac: &str) -> anyhow::Result<()> {
+pub fn check_mac(mac: &str) -> Result<()> {
     let parts: Vec<&str> = mac.split(':').collect();
     let hex = |p: &&str| p.len() == 2 && p.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     if parts.len() != 6 || !parts.iter().all(hex) {
-        bail!("{mac:?} is not a MAC address (six lowercase hex pairs)");
+        return Err(NetError::Mac(mac.into()));
     }
     Ok(())
 }
@@ -68,20 +68,19 @@ pub fn ruleset(bridge: &str, nat_ips: &[Ipv4Addr], guards: &[Guard]) -> String {
     s
 }
 
-fn nft(script: &str) -> anyhow::Result<()> {
+fn nft(script: &str) -> Result<()> {
     let mut child = Command::new("nft")
         .args(["-f", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .context("Cannot run nft (install nftables)")?;
-    child.stdin.take().context("nft stdin")?.write_all(script.as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!("nft failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        .map_err(|source| NetError::Spawn { tool: "nft".into(), install: "install nftables", source })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(script.as_bytes()).map_err(io("send the ruleset to nft"))?;
     }
-    Ok(())
+    let out = child.wait_with_output().map_err(io("wait for nft"))?;
+    succeeded(|| "nft -f -".into(), &out)
 }
 
 /// Whether banger's table of nftables family `family` exists: `ip` (NAT
@@ -118,7 +117,7 @@ pub fn apply(
     nat_ips: &[Ipv4Addr],
     guards: &[Guard],
     saved: &Path,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     crate::check_ifname(bridge)?;
     for g in guards {
         crate::check_ifname(&g.tap)?;
@@ -128,29 +127,29 @@ pub fn apply(
         for family in ["ip", "bridge"] {
             if table_exists(family) {
                 nft(&format!("delete table {family} {TABLE}\n"))
-                    .context("Cannot remove banger's nftables table")?;
+                    .step(|| "remove banger's nftables table".into())?;
             }
         }
         if let Ok(orig) = std::fs::read_to_string(saved) {
-            std::fs::write(IP_FORWARD, orig.trim()).context("Cannot restore net.ipv4.ip_forward")?;
+            std::fs::write(IP_FORWARD, orig.trim()).map_err(io("restore net.ipv4.ip_forward"))?;
             let _ = std::fs::remove_file(saved);
         }
         return Ok(());
     }
-    nft(&ruleset(bridge, nat_ips, guards)).context("Cannot install banger's NAT rules")?;
+    nft(&ruleset(bridge, nat_ips, guards)).step(|| "install banger's NAT rules".into())?;
     if nat_ips.is_empty() {
         if let Ok(orig) = std::fs::read_to_string(saved) {
-            std::fs::write(IP_FORWARD, orig.trim()).context("Cannot restore net.ipv4.ip_forward")?;
+            std::fs::write(IP_FORWARD, orig.trim()).map_err(io("restore net.ipv4.ip_forward"))?;
             let _ = std::fs::remove_file(saved);
         }
         return Ok(());
     }
-    let now = std::fs::read_to_string(IP_FORWARD).context("Cannot read net.ipv4.ip_forward")?;
+    let now = std::fs::read_to_string(IP_FORWARD).map_err(io("read net.ipv4.ip_forward"))?;
     if now.trim() != "1" {
         if !saved.exists() {
-            std::fs::write(saved, now.trim()).context("Cannot remember net.ipv4.ip_forward")?;
+            std::fs::write(saved, now.trim()).map_err(io("remember net.ipv4.ip_forward"))?;
         }
-        std::fs::write(IP_FORWARD, "1").context("Cannot enable net.ipv4.ip_forward")?;
+        std::fs::write(IP_FORWARD, "1").map_err(io("enable net.ipv4.ip_forward"))?;
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! `.vm` routing through systemd-resolved's per-link DNS: the bridge gets
 //! banger's DNS server and the `~vm` routing domain, where resolved runs.
 
-use anyhow::bail;
+use crate::error::{succeeded, NetError, Result};
 use std::net::SocketAddrV4;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,15 +25,16 @@ impl Resolved {
         self.resolvectl.as_deref().filter(|_| self.run_dir.is_dir())
     }
 
-    fn run(tool: &Path, args: &[&str]) -> anyhow::Result<()> {
-        let out = Command::new(tool).args(args).output()?;
-        if !out.status.success() {
-            bail!("resolvectl {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
-        }
-        Ok(())
+    fn run(tool: &Path, args: &[&str]) -> Result<()> {
+        let out = Command::new(tool).args(args).output().map_err(|source| NetError::Spawn {
+            tool: tool.display().to_string(),
+            install: "part of systemd-resolved",
+            source,
+        })?;
+        succeeded(|| format!("resolvectl {}", args.join(" ")), &out)
     }
 
-    pub fn sync(&self, bridge: &str, dns: SocketAddrV4) -> anyhow::Result<String> {
+    pub fn sync(&self, bridge: &str, dns: SocketAddrV4) -> Result<String> {
         let Some(tool) = self.tool() else {
             return Ok("systemd-resolved is not running; .vm routing left to the host's resolver".into());
         };
@@ -42,7 +43,7 @@ impl Resolved {
         Ok(format!("resolvectl routes .vm to {dns} on {bridge}"))
     }
 
-    pub fn clear(&self, bridge: &str) -> anyhow::Result<String> {
+    pub fn clear(&self, bridge: &str) -> Result<String> {
         let Some(tool) = self.tool() else { return Ok(String::new()) };
         if !crate::link_exists(bridge) {
             return Ok(String::new());

@@ -361,7 +361,9 @@ pub fn execute_with_files(
         net: policy.cidr,
         gateway: banger_net::gateway(&policy.cidr).unwrap_or(policy.cidr.network()),
     };
-    let done = |r: anyhow::Result<()>| r.map(|_| Outcome::default());
+    fn done<E: Into<anyhow::Error>>(r: Result<(), E>) -> anyhow::Result<Outcome> {
+        r.map(|_| Outcome::default()).map_err(Into::into)
+    }
     match req {
         Request::Ping => {
             Ok(format!("owner uid {}, bridge {}, network {}", policy.owner_uid, policy.bridge, policy.cidr)
@@ -380,10 +382,10 @@ pub fn execute_with_files(
             done(banger_net::nat::apply(bridge, *any_running, nat_ips, guards, &saved))
         }
         Request::SyncResolver { bridge, dns } => {
-            banger_net::resolver::Resolved::system().sync(bridge, *dns).map(Outcome::from)
+            Ok(banger_net::resolver::Resolved::system().sync(bridge, *dns).map(Outcome::from)?)
         }
         Request::ClearResolver { bridge } => {
-            banger_net::resolver::Resolved::system().clear(bridge).map(Outcome::from)
+            Ok(banger_net::resolver::Resolved::system().clear(bridge).map(Outcome::from)?)
         }
         Request::SignalEngine { pid, signal, .. } => {
             let sig = match signal {
