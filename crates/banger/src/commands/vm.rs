@@ -210,130 +210,148 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 pub async fn run(client: Client, cmd: VmCmd) -> anyhow::Result<i32> {
+    let c = &client;
     match cmd {
-        VmCmd::Create(a) => create(&client, a).await,
-        VmCmd::Stats(a) => stats(&client, &a).await,
-        VmCmd::Set(a) => {
-            let req = banger_api::SetVmRequest {
-                vcpu: a.vcpu,
-                memory_mib: a.memory,
-                nat: if a.nat {
-                    Some(true)
-                } else if a.no_nat {
-                    Some(false)
-                } else {
-                    None
-                },
-            };
-            let vm: Vm = client.set_vm(&a.vm, &req).await?;
-            if a.json {
-                output::json(&vm)?;
-            } else {
-                println!(
-                    "{}: {} vCPU, {}, NAT {}",
-                    vm.name,
-                    vm.vcpu,
-                    validate::format_mib(vm.memory_mib),
-                    if vm.nat { "on" } else { "off" }
-                );
-            }
-            Ok(0)
+        VmCmd::Create(a) => create(c, a).await,
+        VmCmd::Stats(a) => stats(c, &a).await,
+        VmCmd::Set(a) => set(c, a).await,
+        VmCmd::Prune(a) => prune(c, a).await,
+        VmCmd::List(a) => list(c, &a).await,
+        VmCmd::Show(a) => show(c, &a).await,
+        VmCmd::Start(a) => start(c, &a).await,
+        VmCmd::Stop(a) => stop(c, &a, false).await,
+        VmCmd::Restart(a) => stop(c, &a, true).await,
+        VmCmd::Pause(a) => simple(c, &a, true, "paused").await,
+        VmCmd::Resume(a) => simple(c, &a, false, "resumed").await,
+        VmCmd::Kill(a) => kill(c, &a).await,
+        VmCmd::Logs(a) => logs(c, &a).await,
+        VmCmd::Exec(a) => exec(c, a).await,
+        VmCmd::Ssh(a) => super::ssh::ssh(c, a).await,
+        VmCmd::Run(a) => super::run::run(c, a).await,
+        VmCmd::Workspace(w) => super::workspace::run(c, w).await,
+        VmCmd::Cp(a) => super::cp::run(c, a).await,
+        VmCmd::Forward(a) => super::forward::run(c, a).await,
+        VmCmd::Proxy(a) => super::ssh::proxy(c, a).await,
+        VmCmd::Ports(a) => ports(c, &a).await,
+        VmCmd::Delete(a) => {
+            delete_each(c, &a.vms).await.report(a.json, |vm| format!("deleted VM {} ({})", vm.name, vm.id))
         }
-        VmCmd::Prune(a) => prune(&client, a).await,
-        VmCmd::List(a) => list(&client, &a).await,
-        VmCmd::Show(a) => {
-            let vm: Vm = client.vm(&a.vm).await?;
-            if a.json {
-                output::json(&vm)?;
-            } else {
-                print_vm(&vm);
-            }
-            Ok(0)
-        }
-        VmCmd::Start(a) => {
-            let quiet = a.vms.len() > 1;
-            for_each_ref(&a.vms, |r| {
-                let c = client.clone();
-                async move {
-                    let mut view = ProgressView::new(quiet);
-                    c.start_vm(&r, |e| view.event(e)).await
-                }
-            })
-            .await
-            .report(a.json, did("started"))
-        }
-        VmCmd::Stop(a) => {
-            let body = banger_api::StopVmRequest { timeout_secs: Some(a.timeout) };
-            for_each_ref(&a.vms, |r| {
-                let (c, body) = (client.clone(), body.clone());
-                async move { c.stop_vm(&r, &body).await }
-            })
-            .await
-            .report(a.json, did("stopped"))
-        }
-        VmCmd::Restart(a) => {
-            let body = banger_api::StopVmRequest { timeout_secs: Some(a.timeout) };
-            let quiet = a.vms.len() > 1;
-            for_each_ref(&a.vms, |r| {
-                let (c, body) = (client.clone(), body.clone());
-                async move {
-                    let mut view = ProgressView::new(quiet);
-                    c.restart_vm(&r, &body, |e| view.event(e)).await
-                }
-            })
-            .await
-            .report(a.json, did("restarted"))
-        }
-        VmCmd::Pause(a) => simple(&client, &a, true, "paused").await,
-        VmCmd::Resume(a) => simple(&client, &a, false, "resumed").await,
-        VmCmd::Kill(a) => for_each_ref(&a.vms, |r| {
-            let c = client.clone();
-            async move { c.kill_vm(&r).await }
-        })
-        .await
-        .report(a.json, did("killed")),
-        VmCmd::Logs(a) => {
-            client.vm_logs(&a.vm, a.follow, &mut std::io::stdout().lock()).await?;
-            Ok(0)
-        }
-        VmCmd::Exec(a) => {
-            let vm: Vm = client.vm(&a.vm).await?;
-            let cwd = vm.workspace.as_ref().map(|w| w.guest_path.clone());
-            super::exec::run(&client, a, cwd, vm.exec_defaults.as_ref()).await
-        }
-        VmCmd::Ssh(a) => super::ssh::ssh(&client, a).await,
-        VmCmd::Run(a) => super::run::run(&client, a).await,
-        VmCmd::Workspace(c) => super::workspace::run(&client, c).await,
-        VmCmd::Cp(a) => super::cp::run(&client, a).await,
-        VmCmd::Forward(a) => super::forward::run(&client, a).await,
-        VmCmd::Proxy(a) => super::ssh::proxy(&client, a).await,
-        VmCmd::Ports(a) => {
-            let mut s = client.agent(&a.vm).await?;
-            let v = banger_agent_proto::client::call(&mut s, banger_agent_proto::Op::Ports).await?;
-            let ports: Vec<banger_agent_proto::PortInfo> = serde_json::from_value(v)?;
-            if a.json {
-                output::json(&ports)?;
-            } else {
-                let rows: Vec<Vec<String>> = ports
-                    .iter()
-                    .map(|p| {
-                        vec![
-                            p.proto.clone(),
-                            p.address.clone(),
-                            p.port.to_string(),
-                            p.pid.map(|x| x.to_string()).unwrap_or_else(|| "-".into()),
-                            p.process.clone().unwrap_or_else(|| "-".into()),
-                        ]
-                    })
-                    .collect();
-                output::table(&["PROTO", "ADDRESS", "PORT", "PID", "PROCESS"], &rows);
-            }
-            Ok(0)
-        }
-        VmCmd::Delete(a) => delete_each(&client, &a.vms)
-            .await
-            .report(a.json, |vm| format!("deleted VM {} ({})", vm.name, vm.id)),
     }
+}
+
+async fn set(client: &Client, a: SetArgs) -> anyhow::Result<i32> {
+    let req = banger_api::SetVmRequest {
+        vcpu: a.vcpu,
+        memory_mib: a.memory,
+        nat: if a.nat {
+            Some(true)
+        } else if a.no_nat {
+            Some(false)
+        } else {
+            None
+        },
+    };
+    let vm: Vm = client.set_vm(&a.vm, &req).await?;
+    if a.json {
+        output::json(&vm)?;
+    } else {
+        println!(
+            "{}: {} vCPU, {}, NAT {}",
+            vm.name,
+            vm.vcpu,
+            validate::format_mib(vm.memory_mib),
+            if vm.nat { "on" } else { "off" }
+        );
+    }
+    Ok(0)
+}
+
+async fn show(client: &Client, a: &ShowArgs) -> anyhow::Result<i32> {
+    let vm: Vm = client.vm(&a.vm).await?;
+    if a.json {
+        output::json(&vm)?;
+    } else {
+        print_vm(&vm);
+    }
+    Ok(0)
+}
+
+async fn start(client: &Client, a: &RefsArgs) -> anyhow::Result<i32> {
+    let quiet = a.vms.len() > 1;
+    for_each_ref(&a.vms, |r| {
+        let c = client.clone();
+        async move {
+            let mut view = ProgressView::new(quiet);
+            c.start_vm(&r, |e| view.event(e)).await
+        }
+    })
+    .await
+    .report(a.json, did("started"))
+}
+
+/// `vm stop`, or with `restart` `vm restart` (a stop, then a start).
+async fn stop(client: &Client, a: &StopArgs, restart: bool) -> anyhow::Result<i32> {
+    let body = banger_api::StopVmRequest { timeout_secs: Some(a.timeout) };
+    let quiet = a.vms.len() > 1;
+    for_each_ref(&a.vms, |r| {
+        let (c, body) = (client.clone(), body.clone());
+        async move {
+            if restart {
+                let mut view = ProgressView::new(quiet);
+                c.restart_vm(&r, &body, |e| view.event(e)).await
+            } else {
+                c.stop_vm(&r, &body).await
+            }
+        }
+    })
+    .await
+    .report(a.json, did(if restart { "restarted" } else { "stopped" }))
+}
+
+async fn kill(client: &Client, a: &RefsArgs) -> anyhow::Result<i32> {
+    for_each_ref(&a.vms, |r| {
+        let c = client.clone();
+        async move { c.kill_vm(&r).await }
+    })
+    .await
+    .report(a.json, did("killed"))
+}
+
+async fn logs(client: &Client, a: &LogsArgs) -> anyhow::Result<i32> {
+    client.vm_logs(&a.vm, a.follow, &mut std::io::stdout().lock()).await?;
+    Ok(0)
+}
+
+/// `vm exec`: in the VM's workspace unless `--cwd` says otherwise, with
+/// the image's defaults.
+async fn exec(client: &Client, a: super::exec::ExecArgs) -> anyhow::Result<i32> {
+    let vm: Vm = client.vm(&a.vm).await?;
+    let cwd = vm.workspace.as_ref().map(|w| w.guest_path.clone());
+    super::exec::run(client, a, cwd, vm.exec_defaults.as_ref()).await
+}
+
+async fn ports(client: &Client, a: &ShowArgs) -> anyhow::Result<i32> {
+    let mut s = client.agent(&a.vm).await?;
+    let v = banger_agent_proto::client::call(&mut s, banger_agent_proto::Op::Ports).await?;
+    let ports: Vec<banger_agent_proto::PortInfo> = serde_json::from_value(v)?;
+    if a.json {
+        output::json(&ports)?;
+    } else {
+        let rows: Vec<Vec<String>> = ports
+            .iter()
+            .map(|p| {
+                vec![
+                    p.proto.clone(),
+                    p.address.clone(),
+                    p.port.to_string(),
+                    p.pid.map(|x| x.to_string()).unwrap_or_else(|| "-".into()),
+                    p.process.clone().unwrap_or_else(|| "-".into()),
+                ]
+            })
+            .collect();
+        output::table(&["PROTO", "ADDRESS", "PORT", "PID", "PROCESS"], &rows);
+    }
+    Ok(0)
 }
 
 async fn create(client: &Client, a: CreateArgs) -> anyhow::Result<i32> {
