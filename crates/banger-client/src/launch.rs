@@ -210,8 +210,7 @@ pub fn daemon_binary() -> Option<PathBuf> {
             return Some(p);
         }
     }
-    std::env::var_os("PATH")
-        .and_then(|p| std::env::split_paths(&p).map(|d| d.join("bangerd")).find(|p| p.is_file()))
+    banger_paths::find_executable(None, "bangerd", &[])
 }
 
 fn tail_lines(path: &Path, n: usize) -> String {

@@ -19,11 +19,10 @@ use std::sync::Arc;
 impl Daemon {
     /// Converts a record to its API form, adding live runtime facts.
     pub fn vm_to_api(&self, r: &VmRecord) -> Vm {
-        let state = r.state;
         Vm {
             id: r.id.clone(),
             name: r.name.clone(),
-            state,
+            state: r.state,
             image: r.image_name.clone(),
             image_id: r.image_id.clone(),
             kernel: r.kernel.clone(),
