@@ -53,6 +53,46 @@ pub async fn exec_collect<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let c = exec_capture(s, req, stdin, usize::MAX).await?;
+    Ok((c.stdout.kept, c.stderr.kept, c.status))
+}
+
+/// One output stream of a captured command: its first bytes, up to a
+/// limit, and how many it wrote in all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Captured {
+    pub kept: Vec<u8>,
+    pub total: u64,
+}
+
+impl Captured {
+    fn push(&mut self, bytes: &[u8], limit: usize) {
+        self.total += bytes.len() as u64;
+        let room = limit.saturating_sub(self.kept.len());
+        self.kept.extend_from_slice(&bytes[..room.min(bytes.len())]);
+    }
+
+    /// Whether the command wrote more than was kept.
+    pub fn truncated(&self) -> bool {
+        self.total > self.kept.len() as u64
+    }
+}
+
+/// What [`exec_capture`] got from a command.
+#[derive(Debug, Clone)]
+pub struct Capture {
+    pub stdout: Captured,
+    pub stderr: Captured,
+    pub status: ExitStatus,
+}
+
+/// Runs a command, feeding it `stdin` (then EOF), keeping at most `limit`
+/// bytes of each output stream (the rest is read and counted, so the
+/// command never blocks on a full pipe).
+pub async fn exec_capture<S>(s: S, req: ExecRequest, stdin: &[u8], limit: usize) -> Result<Capture, CallError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (mut rd, mut wr) = tokio::io::split(s);
     write_json(&mut wr, Kind::Request, &Request::new(Op::Exec(req))).await?;
     read_response(&mut rd).await?;
@@ -64,16 +104,16 @@ where
         write_frame(&mut wr, Kind::StdinEof, &[]).await?;
         Ok::<_, std::io::Error>(wr)
     });
-    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let (mut out, mut err) = (Captured::default(), Captured::default());
     loop {
         let f = read_frame(&mut rd).await?.ok_or(CallError::Closed)?;
         match f.kind {
-            Kind::Stdout => out.extend_from_slice(&f.payload),
-            Kind::Stderr => err.extend_from_slice(&f.payload),
+            Kind::Stdout => out.push(&f.payload, limit),
+            Kind::Stderr => err.push(&f.payload, limit),
             Kind::Exit => {
                 let status: ExitStatus = f.json()?;
                 let _ = feeder.await;
-                return Ok((out, err, status));
+                return Ok(Capture { stdout: out, stderr: err, status });
             }
             other => {
                 return Err(CallError::Io(std::io::Error::new(
@@ -175,4 +215,22 @@ where
     out.flush().await?;
     read_response(&mut rd).await?;
     Ok(got)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Captured;
+
+    /// A stream keeps its first `limit` bytes and counts the rest.
+    #[test]
+    fn captured_keeps_the_head_and_counts_all() {
+        let mut c = Captured::default();
+        c.push(b"hello ", 8);
+        assert!(!c.truncated());
+        c.push(b"world", 8);
+        c.push(b"!!!", 8);
+        assert_eq!(c.kept, b"hello wo");
+        assert_eq!(c.total, 14);
+        assert!(c.truncated());
+    }
 }

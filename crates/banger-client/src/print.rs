@@ -21,24 +21,24 @@ pub fn fields(pairs: &[(&str, String)]) {
     }
 }
 
-/// Prints an error on stderr: the daemon's message and hint when the error
-/// is the daemon's (raised there or here), else the whole chain of causes
-/// and the hint of any API error inside it.
+/// Prints an error on stderr as [`describe`] words it.
 pub fn error(err: &anyhow::Error) {
+    let (message, hint) = describe(err);
+    eprintln!("error: {message}");
+    if let Some(h) = hint {
+        eprintln!("hint: {h}");
+    }
+}
+
+/// An error as one message and maybe a hint: the daemon's message and hint
+/// when the error is the daemon's (raised there or here), else the whole
+/// chain of causes and the hint of any API error inside it.
+pub fn describe(err: &anyhow::Error) -> (String, Option<String>) {
     let top = err.downcast_ref::<ApiError>();
     if let Some(api) = top.or_else(|| err.downcast_ref::<Error>().and_then(|c| c.api())) {
-        eprintln!("error: {}", api.message);
-        if let Some(h) = &api.hint {
-            eprintln!("hint: {h}");
-        }
-        return;
+        return (api.message.clone(), api.hint.clone());
     }
-    eprintln!("error: {err:#}");
-    if let Some(api) = err.chain().find_map(as_api) {
-        if let Some(h) = &api.hint {
-            eprintln!("hint: {h}");
-        }
-    }
+    (format!("{err:#}"), err.chain().find_map(as_api).and_then(|api| api.hint.clone()))
 }
 
 /// The daemon's error (code, message, hint), raised here or by the client.

@@ -2,10 +2,12 @@
 //!
 //! The CLI is thin: it parses arguments, talks to the per-user daemon
 //! `bangerd` over its Unix socket (starting it on first use), and renders
-//! the answers. It never touches banger's state files itself.
+//! the answers. It never touches banger's state files itself. `banger mcp`
+//! serves the same operations to AI agents over the Model Context Protocol.
 
 mod client;
 mod commands;
+mod mcp;
 mod output;
 mod sys;
 mod workspace;

@@ -47,6 +47,7 @@ struct FileConfig {
     max_unpacked_mib: Option<u64>,
     network: Option<FileNetwork>,
     vm_defaults: Option<FileVmDefaults>,
+    mcp: Option<FileMcp>,
     #[serde(default)]
     file_sync: Vec<FileFileSync>,
     #[serde(default)]
@@ -122,6 +123,15 @@ struct FileVmDefaults {
     disk_size: Option<SizeValue>,
 }
 
+/// `[mcp]`: what `banger mcp` lets a model ask for.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileMcp {
+    max_vcpu: Option<u32>,
+    max_memory: Option<SizeValue>,
+    max_output_kib: Option<u64>,
+}
+
 /// The effective configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -157,6 +167,11 @@ pub struct Config {
     pub vcpu: u32,
     pub memory_mib: u64,
     pub disk_size_mib: u64,
+    /// `banger mcp` refuses sandboxes larger than these.
+    pub mcp_max_vcpu: u32,
+    pub mcp_max_memory_mib: u64,
+    /// `sandbox_exec` keeps at most this much of stdout and of stderr.
+    pub mcp_max_output_kib: u64,
     /// Files copied into every guest at each start.
     pub file_sync: Vec<FileSync>,
     /// Extra catalogs, searched before the embedded one.
@@ -209,6 +224,9 @@ impl Config {
             vcpu: 2,
             memory_mib: 1024,
             disk_size_mib: 8192,
+            mcp_max_vcpu: 4,
+            mcp_max_memory_mib: 4096,
+            mcp_max_output_kib: 256,
             file_sync: Vec::new(),
             catalogs: Vec::new(),
             insecure_registries: Vec::new(),
@@ -244,6 +262,7 @@ impl Config {
         };
         let net = file.network.unwrap_or_default();
         let vmd = file.vm_defaults.unwrap_or_default();
+        let mcp = file.mcp.unwrap_or_default();
         mark("firecracker_bin", file.firecracker_bin.is_some());
         mark("jailer_enabled", file.jailer_enabled.is_some());
         mark("jailer_bin", file.jailer_bin.is_some());
@@ -264,6 +283,9 @@ impl Config {
         mark("vm_defaults.vcpu", vmd.vcpu.is_some());
         mark("vm_defaults.memory", vmd.memory.is_some());
         mark("vm_defaults.disk_size", vmd.disk_size.is_some());
+        mark("mcp.max_vcpu", mcp.max_vcpu.is_some());
+        mark("mcp.max_memory", mcp.max_memory.is_some());
+        mark("mcp.max_output_kib", mcp.max_output_kib.is_some());
         mark("file_sync", !file.file_sync.is_empty());
         mark("catalog", !file.catalog.is_empty());
         mark("insecure_registries", !file.insecure_registries.is_empty());
@@ -342,6 +364,24 @@ impl Config {
             validate::memory_mib(mib).map_err(|e| bad("vm_defaults.memory", e))?;
             c.memory_mib = mib;
         }
+        if let Some(n) = mcp.max_vcpu {
+            validate::vcpu(n).map_err(|e| bad("mcp.max_vcpu", e))?;
+            c.mcp_max_vcpu = n;
+        }
+        if let Some(m) = mcp.max_memory {
+            let mib = m.mib().map_err(|e| bad("mcp.max_memory", e))?;
+            validate::memory_mib(mib).map_err(|e| bad("mcp.max_memory", e))?;
+            c.mcp_max_memory_mib = mib;
+        }
+        if let Some(k) = mcp.max_output_kib {
+            if k == 0 || k > 64 << 10 {
+                anyhow::bail!(
+                    "Invalid config file {}: mcp.max_output_kib must be between 1 and 65536",
+                    path.display()
+                );
+            }
+            c.mcp_max_output_kib = k;
+        }
         for (i, f) in file.file_sync.iter().enumerate() {
             let entry = parse_file_sync(f).map_err(|m| {
                 anyhow::anyhow!("Invalid config file {}: file_sync[{i}]: {m}", path.display())
@@ -407,6 +447,9 @@ impl Config {
             ("vm_defaults.vcpu", json!(self.vcpu)),
             ("vm_defaults.memory", json!(validate::format_mib(self.memory_mib))),
             ("vm_defaults.disk_size", json!(validate::format_mib(self.disk_size_mib))),
+            ("mcp.max_vcpu", json!(self.mcp_max_vcpu)),
+            ("mcp.max_memory", json!(validate::format_mib(self.mcp_max_memory_mib))),
+            ("mcp.max_output_kib", json!(self.mcp_max_output_kib)),
             (
                 "file_sync",
                 json!(self
@@ -535,6 +578,27 @@ mod tests {
         assert_eq!(src("engine"), "file");
         assert_eq!(src("vm_defaults.memory"), "file");
         assert_eq!(src("network.bridge"), "default");
+    }
+
+    #[test]
+    fn mcp_limits() {
+        let c = parse("").unwrap();
+        assert_eq!((c.mcp_max_vcpu, c.mcp_max_memory_mib, c.mcp_max_output_kib), (4, 4096, 256));
+        let c = parse("[mcp]\nmax_vcpu = 2\nmax_memory = \"1G\"\nmax_output_kib = 64").unwrap();
+        assert_eq!((c.mcp_max_vcpu, c.mcp_max_memory_mib, c.mcp_max_output_kib), (2, 1024, 64));
+        let v = c.view();
+        let entry = |k: &str| v.entries.iter().find(|e| e.key == k).unwrap().clone();
+        assert_eq!(entry("mcp.max_memory").value, serde_json::json!("1G"));
+        assert_eq!(entry("mcp.max_vcpu").source, "file");
+        for bad in [
+            "[mcp]\nmax_vcpu = 0",
+            "[mcp]\nmax_memory = \"1K\"",
+            "[mcp]\nmax_output_kib = 0",
+            "[mcp]\nnat = true",
+        ] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.contains("mcp") || e.contains("unknown field"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -79,6 +79,8 @@ enum Cmd {
     System(SystemArgs),
     /// Print a shell completion script (with live VM, image and kernel names)
     Completion(completion::CompletionArgs),
+    /// Serve banger to AI agents: a Model Context Protocol server on stdio
+    Mcp(crate::mcp::McpArgs),
 }
 
 /// `banger system …`: handed whole to `bangerd system …`, which owns the
@@ -141,6 +143,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Cmd::Daemon(c) => daemon::run(&paths, c).await,
+        Cmd::Mcp(a) => crate::mcp::run(&paths, a).await,
         Cmd::SshConfig(a) => ssh::ssh_config(&client::connect(&paths).await?, a).await,
         Cmd::Doctor(f) => doctor::run(&client::connect(&paths).await?, f).await,
         Cmd::Config(c) => config::run(client::connect(&paths).await?, c).await,

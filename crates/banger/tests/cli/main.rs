@@ -4,4 +4,5 @@
 mod basics;
 mod doctor;
 mod env;
+mod mcp;
 mod replace;
