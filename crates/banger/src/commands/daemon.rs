@@ -10,6 +10,9 @@ use clap::Subcommand;
 pub enum DaemonCmd {
     /// Show whether bangerd runs, its PID, socket, log and version (exit 3 when it does not run)
     Status(JsonFlag),
+    /// Start bangerd unless it runs (replacing one of another build), and print
+    /// its socket: what SDKs and scripts call before speaking the API
+    Start(JsonFlag),
     /// Stop bangerd; running VMs keep running and the next command restarts it
     Stop,
 }
@@ -56,6 +59,18 @@ pub async fn run(paths: &Paths, cmd: DaemonCmd) -> anyhow::Result<i32> {
                 Ok(3)
             }
         },
+        DaemonCmd::Start(f) => {
+            let client = crate::client::connect(paths).await?;
+            let info = client.info().await?.ok_or_else(|| {
+                anyhow::anyhow!("bangerd started but does not answer on {}", paths.socket().display())
+            })?;
+            if f.json {
+                output::json(&serde_json::json!({"running": true, "daemon": info}))?;
+            } else {
+                println!("{}", info.socket);
+            }
+            Ok(0)
+        }
         DaemonCmd::Stop => match client.info().await? {
             Some(info) => {
                 client.stop_daemon().await?;

@@ -303,3 +303,18 @@ fn image_pull_without_ca_certificates_says_how_to_fix_it() {
     // The daemon is still there.
     e.ok(&["image", "list"]);
 }
+
+/// `daemon start` starts the daemon (or finds it) and names its socket,
+/// which is how the Python SDK finds the daemon the way the CLI does.
+#[test]
+fn daemon_start_prints_the_socket_and_is_idempotent() {
+    let e = Env::new();
+    let first = e.ok(&["daemon", "start"]);
+    let sock = e.runtime_dir().join("bangerd.sock");
+    assert_eq!(first.stdout.trim(), sock.to_str().unwrap());
+    let pid = e.daemon_pid().expect("a daemon runs");
+    let again = e.ok(&["daemon", "start", "--json"]).json();
+    assert_eq!(again["running"], true);
+    assert_eq!(again["daemon"]["socket"], sock.to_str().unwrap());
+    assert_eq!(again["daemon"]["pid"].as_i64(), Some(i64::from(pid)), "the same daemon");
+}
