@@ -35,6 +35,13 @@ impl Client {
     /// the daemon as needed. What it did is said on stderr.
     pub async fn connect(endpoint: Endpoint) -> Result<Client> {
         let c = Client::new(endpoint);
+        if let Some(r) = &c.endpoint.remote {
+            // The far side's `dial-stdio` starts its daemon; a daemon of
+            // another version there is refused, never replaced from here.
+            let info = c.version().await?;
+            crate::remote::check_versions(&r.remote, &info.version)?;
+            return Ok(c);
+        }
         let ours = banger_api::build_id();
         match c.probe_patiently().await? {
             Reach::Up(info) if info.build_id == ours && !rebuilt(&info) => return Ok(c),

@@ -18,6 +18,7 @@
 mod launch;
 mod ops;
 pub mod print;
+pub mod remote;
 mod transport;
 
 use banger_api::ApiError;
@@ -37,13 +38,29 @@ pub struct Endpoint {
     /// Where a daemon this client starts writes its output. Its directory
     /// must exist, private to the user: the caller makes it.
     pub daemon_log: PathBuf,
+    /// A daemon on another machine, over ssh: then `socket` is unused and
+    /// nothing is ever started or replaced here.
+    pub remote: Option<RemoteEndpoint>,
+}
+
+/// Where a remote daemon is, and where ssh keeps its shared connections
+/// (a private directory of the caller's).
+#[derive(Debug, Clone)]
+pub struct RemoteEndpoint {
+    pub remote: remote::Remote,
+    pub control_dir: PathBuf,
 }
 
 impl Endpoint {
     /// The daemon of a banger installation at `paths` (a user's own, or
     /// the service of a system install).
     pub fn for_paths(paths: &banger_paths::Paths) -> Endpoint {
-        Endpoint { socket: paths.socket(), service: paths.is_service(), daemon_log: paths.daemon_log() }
+        Endpoint {
+            socket: paths.socket(),
+            service: paths.is_service(),
+            daemon_log: paths.daemon_log(),
+            remote: None,
+        }
     }
 }
 

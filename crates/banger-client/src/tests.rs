@@ -37,7 +37,7 @@ async fn stand_in(dir: &std::path::Path) -> Endpoint {
         );
     let l = tokio::net::UnixListener::bind(&socket).unwrap();
     tokio::spawn(async move { axum::serve(l, app).await });
-    Endpoint { socket, service: false, daemon_log: dir.join("d.log") }
+    Endpoint { socket, service: false, daemon_log: dir.join("d.log"), remote: None }
 }
 
 #[tokio::test]
@@ -72,6 +72,7 @@ async fn no_daemon_is_unreachable_and_a_service_is_not_started() {
         socket: dir.path().join("none.sock"),
         service: true,
         daemon_log: dir.path().join("d.log"),
+        remote: None,
     };
     let e = Client::new(ep.clone()).version().await.unwrap_err();
     assert!(matches!(e, Error::Unreachable { .. }), "{e:?}");

@@ -2,6 +2,7 @@
 //! and out, NDJSON progress streams, a streamed upload, an upgrade to the
 //! guest agent's stream.
 
+use crate::remote::{self, Diag};
 use crate::{Client, Error, Result};
 use banger_api::events::NDJSON;
 use banger_api::{ApiError, Event};
@@ -18,13 +19,24 @@ pub type AgentStream = hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>;
 type Response = http::Response<hyper::body::Incoming>;
 
 impl Client {
-    /// A fresh HTTP/1.1 connection to the daemon, carrying bodies of type `B`.
-    async fn open<B>(&self) -> Result<hyper::client::conn::http1::SendRequest<B>>
+    /// A fresh HTTP/1.1 connection to the daemon, carrying bodies of type
+    /// `B`: its Unix socket, or `ssh HOST banger system dial-stdio` for a
+    /// remote one (then with what tells why it failed, if it does).
+    async fn open<B>(&self) -> Result<(hyper::client::conn::http1::SendRequest<B>, Option<Diag>)>
     where
         B: hyper::body::Body + Send + 'static,
         B::Data: Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        if let Some(r) = &self.endpoint.remote {
+            let dialed = remote::dial(&r.remote, &r.control_dir)?;
+            let (sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(dialed.io)).await?;
+            tokio::spawn(async move {
+                let _ = conn.with_upgrades().await;
+            });
+            return Ok((sender, Some(dialed.diag)));
+        }
         let sock = &self.endpoint.socket;
         let io = tokio::net::UnixStream::connect(sock)
             .await
@@ -33,7 +45,35 @@ impl Client {
         tokio::spawn(async move {
             let _ = conn.with_upgrades().await;
         });
-        Ok(sender)
+        Ok((sender, None))
+    }
+
+    /// Sends `req` and waits for the answer's head; over ssh, within the
+    /// first-answer bound (unless `unbounded`: an upload takes its time),
+    /// and a failure is explained by ssh's exit and stderr.
+    async fn exchange<B>(
+        mut sender: hyper::client::conn::http1::SendRequest<B>,
+        diag: Option<Diag>,
+        req: Request<B>,
+        unbounded: bool,
+    ) -> Result<Response>
+    where
+        B: hyper::body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let Some(diag) = diag else { return Ok(sender.send_request(req).await?) };
+        let answer = sender.send_request(req);
+        let outcome = if unbounded {
+            Ok(answer.await)
+        } else {
+            tokio::time::timeout(remote::first_answer(), answer).await
+        };
+        match outcome {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(_)) => Err(diag.failure(false).await),
+            Err(_) => Err(diag.failure(true).await),
+        }
     }
 
     /// Sends one request on a fresh connection.
@@ -44,7 +84,7 @@ impl Client {
         body: Option<Vec<u8>>,
         stream: bool,
     ) -> Result<Response> {
-        let mut sender = self.open().await?;
+        let (sender, diag) = self.open().await?;
         let mut req = Request::builder()
             .method(method)
             .uri(path)
@@ -54,7 +94,7 @@ impl Client {
             req = req.header(header::CONTENT_TYPE, "application/json");
         }
         let req = req.body(Full::new(Bytes::from(body.unwrap_or_default()))).map_err(http_err)?;
-        Ok(sender.send_request(req).await?)
+        Self::exchange(sender, diag, req, false).await
     }
 
     pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
@@ -133,7 +173,7 @@ impl Client {
 
     /// Upgrades `POST path` to a raw stream.
     pub(crate) async fn upgrade(&self, path: &str, protocol: &'static str) -> Result<AgentStream> {
-        let mut sender = self.open().await?;
+        let (sender, diag) = self.open().await?;
         let req = Request::builder()
             .method(Method::POST)
             .uri(path)
@@ -142,7 +182,7 @@ impl Client {
             .header(header::UPGRADE, protocol)
             .body(Full::new(Bytes::new()))
             .map_err(http_err)?;
-        let resp = sender.send_request(req).await?;
+        let resp = Self::exchange(sender, diag, req, false).await?;
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             decode::<serde_json::Value>(resp).await?;
             return Err(Error::Protocol("the daemon did not open the stream".into()));
@@ -157,7 +197,7 @@ impl Client {
         content_type: &str,
         rx: tokio::sync::mpsc::Receiver<Bytes>,
     ) -> Result<T> {
-        let mut sender = self.open().await?;
+        let (sender, diag) = self.open().await?;
         let stream = futures_util::stream::unfold(rx, |mut rx| async move {
             let chunk = rx.recv().await?;
             Some((Ok::<_, std::io::Error>(hyper::body::Frame::data(chunk)), rx))
@@ -169,7 +209,7 @@ impl Client {
             .header(header::CONTENT_TYPE, content_type)
             .body(http_body_util::StreamBody::new(stream))
             .map_err(http_err)?;
-        decode(sender.send_request(req).await?).await
+        decode(Self::exchange(sender, diag, req, true).await?).await
     }
 }
 

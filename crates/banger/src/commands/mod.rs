@@ -2,6 +2,7 @@
 
 mod completion;
 mod config;
+mod context;
 mod cp;
 mod daemon;
 mod doctor;
@@ -18,6 +19,7 @@ use crate::client;
 use crate::output;
 use banger_paths::Paths;
 use clap::{Args, Parser, Subcommand};
+use tokio::io::AsyncWriteExt;
 
 const ABOUT: &str = "One-command development sandboxes on Firecracker microVMs";
 
@@ -44,6 +46,10 @@ Every list/show/create/delete command takes --json for scripts.";
 #[derive(Debug, Parser)]
 #[command(name = "banger", version = banger_api::VERSION_STRING, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
 pub struct Cli {
+    /// The daemon to talk to: ssh://[user@]host[:port] (banger runs there over ssh);
+    /// default: the current context (`banger context`), else this machine
+    #[arg(long, global = true, env = "BANGER_HOST", value_name = "URL")]
+    host: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -81,6 +87,9 @@ enum Cmd {
     Completion(completion::CompletionArgs),
     /// Serve banger to AI agents: a Model Context Protocol server on stdio
     Mcp(crate::mcp::McpArgs),
+    /// Name remote hosts (ssh://) and choose the one commands go to
+    #[command(subcommand)]
+    Context(context::ContextCmd),
 }
 
 /// `banger system …`: handed whole to `bangerd system …`, which owns the
@@ -95,6 +104,9 @@ pub struct SystemArgs {
 /// to install.
 fn system(a: SystemArgs) -> anyhow::Result<i32> {
     use std::os::unix::process::CommandExt;
+    if a.args.first().is_some_and(|s| s == "dial-stdio") {
+        anyhow::bail!("unreachable: dial-stdio is served by the CLI");
+    }
     let bangerd = banger_client::daemon_binary().ok_or_else(|| {
         anyhow::anyhow!("Cannot find bangerd (looked next to banger, in $BANGER_DAEMON_BIN and on PATH)")
     })?;
@@ -104,6 +116,31 @@ fn system(a: SystemArgs) -> anyhow::Result<i32> {
         .env("BANGER_CLI_BIN", std::env::current_exe()?)
         .exec();
     Err(anyhow::anyhow!("Cannot run {}: {err}", bangerd.display()))
+}
+
+/// `banger system dial-stdio`: this machine's daemon (started as any
+/// command starts it) spliced to stdin/stdout, for a `banger --host ssh://…`
+/// on another machine. It ends when either side closes.
+async fn dial_stdio(paths: &Paths) -> anyhow::Result<i32> {
+    let c = client::connect(paths).await?;
+    let sock = tokio::net::UnixStream::connect(&c.endpoint().socket).await?;
+    let (mut rd, mut wr) = sock.into_split();
+    let up = async {
+        let _ = tokio::io::copy(&mut tokio::io::stdin(), &mut wr).await;
+        let _ = wr.shutdown().await;
+    };
+    let down = async {
+        let mut out = tokio::io::stdout();
+        let _ = tokio::io::copy(&mut rd, &mut out).await;
+        let _ = out.flush().await;
+    };
+    // Done when the daemon closes its side; our stdin ending first only
+    // passes the end on.
+    tokio::select! {
+        _ = async { up.await; std::future::pending::<()>().await } => {}
+        _ = down => {}
+    }
+    Ok(0)
 }
 
 /// `--json` alone.
@@ -127,8 +164,20 @@ pub async fn run(cli: Cli) -> i32 {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     let paths = Paths::from_env()?;
+    match &cli.cmd {
+        // These always act on this machine.
+        Cmd::Completion(_) | Cmd::Version(_) | Cmd::Context(_) | Cmd::System(_) => {}
+        _ => client::set_host(context::resolve(&paths, cli.host.as_deref())?),
+    }
+    if let (Some(remote), Cmd::Daemon(_)) = (client::host(), &cli.cmd) {
+        return Err(banger_api::ApiError::invalid("`banger daemon` acts on this machine's daemon only")
+            .with_hint(format!("run it there: `ssh {} banger daemon status`", remote.host))
+            .into());
+    }
     match cli.cmd {
         Cmd::Completion(a) => completion::run(a),
+        Cmd::Context(c) => context::run(&paths, c),
+        Cmd::System(a) if a.args.first().is_some_and(|s| s == "dial-stdio") => dial_stdio(&paths).await,
         Cmd::System(a) => system(a),
         Cmd::Version(f) => {
             if f.json {
