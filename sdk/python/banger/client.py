@@ -186,7 +186,15 @@ class Vm:
         conn = self._c.agent(self.id)
         try:
             conn.write_json("request", req)
-            conn.response()
+            try:
+                conn.response()
+            except BangerError as e:
+                # The command never started: the shell's codes, as the CLI gives them.
+                msg = e.message
+                code = 127 if "not found" in msg else 126 if "permission denied" in msg else 125
+                yield "stderr", (msg + "\n").encode()
+                yield "exit", ExitStatus(code=code)
+                return
             data = stdin.encode() if isinstance(stdin, str) else (stdin or b"")
 
             def feed() -> None:

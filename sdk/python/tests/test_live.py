@@ -45,7 +45,7 @@ def test_exec_codes_and_streams(vm):
     r = vm.exec(["sleep", "30"], timeout=1)
     assert r.timed_out and r.exit_code == 124
     r = vm.exec(["no-such-program"])
-    assert r.exit_code != 0
+    assert r.exit_code == 127 and "not found" in r.stderr
 
 
 def test_streaming_exec_yields_output_as_it_comes(vm):
