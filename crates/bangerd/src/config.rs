@@ -596,7 +596,7 @@ mod tests {
             "[mcp]\nmax_output_kib = 0",
             "[mcp]\nnat = true",
         ] {
-            let e = parse(bad).unwrap_err().to_string();
+            let e = format!("{:#}", parse(bad).unwrap_err());
             assert!(e.contains("mcp") || e.contains("unknown field"), "{bad}: {e}");
         }
     }
