@@ -30,22 +30,13 @@ impl Client {
     {
         if let Some(r) = &self.endpoint.remote {
             let dialed = remote::dial(&r.remote, &r.control_dir)?;
-            let (sender, conn) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(dialed.io)).await?;
-            tokio::spawn(async move {
-                let _ = conn.with_upgrades().await;
-            });
-            return Ok((sender, Some(dialed.diag)));
+            return Ok((handshake(dialed.io).await?, Some(dialed.diag)));
         }
         let sock = &self.endpoint.socket;
         let io = tokio::net::UnixStream::connect(sock)
             .await
             .map_err(|source| Error::Unreachable { socket: sock.clone(), source })?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io)).await?;
-        tokio::spawn(async move {
-            let _ = conn.with_upgrades().await;
-        });
-        Ok((sender, None))
+        Ok((handshake(io).await?, None))
     }
 
     /// Sends `req` and waits for the answer's head; over ssh, within the
@@ -211,6 +202,22 @@ impl Client {
             .map_err(http_err)?;
         decode(Self::exchange(sender, diag, req, true).await?).await
     }
+}
+
+/// HTTP/1.1 over `io`, its connection driven (upgrades included) by a task
+/// of its own.
+async fn handshake<B, I>(io: I) -> Result<hyper::client::conn::http1::SendRequest<B>>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io)).await?;
+    tokio::spawn(async move {
+        let _ = conn.with_upgrades().await;
+    });
+    Ok(sender)
 }
 
 fn to_json<B: Serialize>(body: &B) -> Result<Vec<u8>> {

@@ -96,6 +96,21 @@ fn exit_code_for(message: &str) -> i32 {
     }
 }
 
+/// Puts an image's defaults under what `req` already sets: its ENV before
+/// the request's variables, its WORKDIR when the request has no cwd, its
+/// USER when the request names none.
+pub fn apply_image_defaults(req: &mut ExecRequest, image: Option<&banger_api::ExecDefaults>) {
+    let Some(d) = image else { return };
+    let env = d.env.iter().filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())));
+    req.env = env.chain(std::mem::take(&mut req.env)).collect();
+    if req.cwd.is_none() {
+        req.cwd = d.workdir.clone();
+    }
+    if req.user.is_none() {
+        req.user = d.user.clone();
+    }
+}
+
 /// Runs `a` in the VM. `default_cwd` (the workspace) comes before the
 /// image's WORKDIR; the image's ENV comes before `--env`; its USER applies
 /// unless `--user` is given.
@@ -111,20 +126,16 @@ pub async fn run(
         eprintln!("banger: stdin is not a terminal; running without -t");
     }
     let size = if tty { crate::sys::window_size() } else { None };
-    let req = ExecRequest {
+    let mut req = ExecRequest {
         argv: a.command.clone(),
-        env: image
-            .iter()
-            .flat_map(|d| d.env.iter())
-            .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
-            .chain(a.env.iter().cloned())
-            .collect(),
-        cwd: a.cwd.clone().or(default_cwd).or_else(|| image.and_then(|d| d.workdir.clone())),
+        env: a.env.clone(),
+        cwd: a.cwd.clone().or(default_cwd),
         tty,
         size: size.map(|(rows, cols)| WindowSize { rows, cols }),
         timeout_ms: a.timeout.map(|d| d.as_millis() as u64),
-        user: a.user.clone().or_else(|| image.and_then(|d| d.user.clone())),
+        user: a.user.clone(),
     };
+    apply_image_defaults(&mut req, image);
     let stream = client.agent(&a.vm).await?;
     let (mut rd, mut wr) = tokio::io::split(stream);
     write_json(&mut wr, Kind::Request, &Request::new(Op::Exec(req))).await?;

@@ -6,7 +6,7 @@ mod context;
 mod cp;
 mod daemon;
 mod doctor;
-mod exec;
+pub(crate) mod exec;
 mod forward;
 mod image;
 mod kernel;

@@ -4,6 +4,7 @@
 use super::guest;
 use super::limits::{self, Caps};
 use crate::client::Client;
+use crate::commands::exec::apply_image_defaults;
 use crate::workspace;
 use banger_agent_proto::client::{Capture, Captured};
 use banger_agent_proto::ExecRequest;
@@ -242,16 +243,16 @@ fn check_command(command: &[String], timeout_secs: Option<u64>) -> Result<u64, A
     Ok(timeout)
 }
 
-/// Checks the tool's exec inputs and turns them into a request, with the
-/// image's defaults (ENV, WORKDIR, USER) under them.
+/// Checks the tool's cwd and env and turns them, with a command and timeout
+/// [`check_command`] passed, into a request; the workspace is the default
+/// cwd, and the image's defaults (ENV, WORKDIR, USER) go under it all.
 fn exec_request(
     command: Vec<String>,
     cwd: Option<String>,
     env: Option<BTreeMap<String, String>>,
-    timeout_secs: Option<u64>,
+    timeout_secs: u64,
     vm: &Vm,
 ) -> Result<ExecRequest, ApiError> {
-    let timeout = check_command(&command, timeout_secs)?;
     let env = env.unwrap_or_default();
     if env.len() > limits::MAX_ENV || env.keys().any(|k| k.is_empty() || k.contains(['=', '\0'])) {
         return Err(ApiError::invalid(
@@ -263,23 +264,17 @@ fn exec_request(
             return Err(ApiError::invalid(format!("cwd {c:?} is not an absolute path")));
         }
     }
-    let defaults = vm.exec_defaults.as_ref();
-    Ok(ExecRequest {
+    let mut req = ExecRequest {
         argv: command,
-        env: defaults
-            .iter()
-            .flat_map(|d| d.env.iter())
-            .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
-            .chain(env)
-            .collect(),
-        cwd: cwd
-            .or_else(|| vm.workspace.as_ref().map(|w| w.guest_path.clone()))
-            .or_else(|| defaults.and_then(|d| d.workdir.clone())),
+        env: env.into_iter().collect(),
+        cwd: cwd.or_else(|| vm.workspace.as_ref().map(|w| w.guest_path.clone())),
         tty: false,
         size: None,
-        timeout_ms: Some(timeout * 1000),
-        user: defaults.and_then(|d| d.user.clone()),
-    })
+        timeout_ms: Some(timeout_secs * 1000),
+        user: None,
+    };
+    apply_image_defaults(&mut req, vm.exec_defaults.as_ref());
+    Ok(req)
 }
 
 /// A sandbox name given by the model: checked before it reaches the daemon.
@@ -325,8 +320,7 @@ impl Sandboxes {
         Ok(vm)
     }
 
-    async fn create_request(
-        &self,
+    fn create_request(
         caps: &Caps,
         name: Option<String>,
         image: Option<String>,
@@ -363,9 +357,8 @@ impl Sandboxes {
     async fn sandbox_create(&self, Parameters(p): Parameters<CreateParams>) -> Result<Json<Sandbox>, String> {
         let work = async {
             let (client, caps) = self.client().await?;
-            let req = self
-                .create_request(caps, p.name, p.image, p.vcpu, p.memory, p.nat.unwrap_or(false), false)
-                .await?;
+            let req =
+                Self::create_request(caps, p.name, p.image, p.vcpu, p.memory, p.nat.unwrap_or(false), false)?;
             let vm = client.create_vm(&req, |_| {}).await?;
             Ok::<_, anyhow::Error>(Sandbox::from(&vm))
         };
@@ -409,10 +402,10 @@ impl Sandboxes {
                     .with_hint("write large input to a file with sandbox_write_file and redirect it")
                     .into());
             }
-            check_command(&p.command, p.timeout_secs)?;
+            let timeout = check_command(&p.command, p.timeout_secs)?;
             let (client, caps) = self.client().await?;
             let vm = self.running(client, &p.sandbox).await?;
-            let req = exec_request(p.command, p.cwd, p.env, p.timeout_secs, &vm)?;
+            let req = exec_request(p.command, p.cwd, p.env, timeout, &vm)?;
             let capture = guest::exec(client, &vm, req, stdin.as_bytes(), caps.max_output_bytes).await?;
             Ok::<_, anyhow::Error>(ExecOutput::from(capture))
         };
@@ -482,8 +475,8 @@ impl Sandboxes {
             let dir = limits::host_dir(&p.path, &self.roots)?;
             let plan = workspace::plan(&dir, false, None, None)?;
             let (client, caps) = self.client().await?;
-            let req = self.create_request(caps, None, p.image, p.vcpu, p.memory, false, true).await?;
-            check_command(&p.command, p.timeout_secs)?;
+            let req = Self::create_request(caps, None, p.image, p.vcpu, p.memory, false, true)?;
+            let timeout = check_command(&p.command, p.timeout_secs)?;
             let vm = client.create_vm(&req, |_| {}).await?;
             let keep = p.keep.unwrap_or(false);
             let result = async {
@@ -491,7 +484,7 @@ impl Sandboxes {
                 client.start_vm(&vm.id, |_| {}).await?;
                 workspace::seeded_boot_done(client, &vm.id, &plan).await?;
                 let vm = client.vm(&vm.id).await?;
-                let req = exec_request(p.command, Some(plan.guest_path()), None, p.timeout_secs, &vm)?;
+                let req = exec_request(p.command, Some(plan.guest_path()), None, timeout, &vm)?;
                 guest::exec(client, &vm, req, &[], caps.max_output_bytes).await
             }
             .await;
